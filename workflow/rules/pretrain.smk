@@ -1,0 +1,90 @@
+# Paper A: ANN pretraining -> parameter transfer -> SNN fine-tuning, and the
+# SNN trained from scratch that the pipelines are compared with.
+
+
+rule pretrain_ann:
+    output:
+        ckpt="models/pretrain/ann/{dataset}.pt",
+        live=directory("results/pretrain/ann/{dataset}"),
+    input:
+        data=lambda w: pretrain_root(w.dataset),
+        code=code(*PRETRAIN_TRAIN_CODE),
+    params:
+        dataset=lambda w: PRETRAIN["datasets"][w.dataset],
+        model=PRETRAIN.get("model"),
+        ann=PRETRAIN.get("ann"),
+        seed=PRETRAIN.get("seed"),
+        device=config["device"],
+    resources:
+        gpu=1,
+    log:
+        "logs/pretrain_ann/{dataset}.log",
+    shell:
+        "python -m pipeline pretrain-ann --dataset {wildcards.dataset} --data {input.data}"
+        " --ckpt {output.ckpt} --live {output.live} 2> {log}"
+
+
+rule transfer:
+    output:
+        init="models/pretrain/transfer/{pipe}.pt",
+        report="results/pretrain/transfer/{pipe}.json",
+    input:
+        ann=lambda w: f"models/pretrain/ann/{PRETRAIN['pipelines'][w.pipe]['source']}.pt",
+        code=code(*PRETRAIN_TRAIN_CODE),
+    params:
+        pipeline=lambda w: PRETRAIN["pipelines"][w.pipe],
+        target=lambda w: PRETRAIN["datasets"][PRETRAIN["pipelines"][w.pipe]["target"]],
+        model=PRETRAIN.get("model"),
+        snn=PRETRAIN.get("snn"),
+    log:
+        "logs/transfer/{pipe}.log",
+    shell:
+        "python -m pipeline transfer --pipeline {wildcards.pipe} --ann {input.ann}"
+        " --out {output.init} --report {output.report} 2> {log}"
+
+
+rule finetune_snn:
+    output:
+        ckpt="models/pretrain/finetune/{pipe}.pt",
+        live=directory("results/pretrain/finetune/{pipe}"),
+    input:
+        init="models/pretrain/transfer/{pipe}.pt",
+        data=lambda w: pretrain_root(PRETRAIN["pipelines"][w.pipe]["target"]),
+        code=code(*PRETRAIN_TRAIN_CODE),
+    params:
+        target=lambda w: PRETRAIN["datasets"][PRETRAIN["pipelines"][w.pipe]["target"]],
+        model=PRETRAIN.get("model"),
+        snn=PRETRAIN.get("snn"),
+        finetune=PRETRAIN.get("finetune"),
+        seed=PRETRAIN.get("seed"),
+        device=config["device"],
+    resources:
+        gpu=1,
+    log:
+        "logs/finetune_snn/{pipe}.log",
+    shell:
+        "python -m pipeline finetune-snn --pipeline {wildcards.pipe} --init {input.init}"
+        " --data {input.data} --ckpt {output.ckpt} --live {output.live} 2> {log}"
+
+
+rule train_snn_scratch:
+    output:
+        ckpt="models/pretrain/scratch/{dataset}.pt",
+        live=directory("results/pretrain/scratch/{dataset}"),
+    input:
+        data=lambda w: pretrain_root(w.dataset),
+        code=code(*PRETRAIN_TRAIN_CODE),
+    params:
+        dataset=lambda w: PRETRAIN["datasets"][w.dataset],
+        model=PRETRAIN.get("model"),
+        snn=PRETRAIN.get("snn"),
+        scratch=PRETRAIN.get("scratch"),
+        seed=PRETRAIN.get("seed"),
+        device=config["device"],
+    resources:
+        gpu=1,
+    log:
+        "logs/train_snn_scratch/{dataset}.log",
+    shell:
+        "python -m pipeline train-snn-scratch --dataset {wildcards.dataset} --data {input.data}"
+        " --ckpt {output.ckpt} --live {output.live} 2> {log}"
