@@ -19,12 +19,15 @@ $(VENV)/.installed: pyproject.toml requirements.lock | $(BIN)/python
 
 venv: $(VENV)/.installed
 
+# Stage commands call `python -m pipeline ...`: put the venv first on PATH.
+export PATH := $(abspath $(BIN)):$(PATH)
+
 # Main job: the full default pipeline on the embedded data.
 run: venv
-	$(BIN)/snakemake --cores $(CORES)
+	snakemake --cores $(CORES) --workflow-profile workflow/profiles/default
 
 test: venv
-	$(BIN)/python -m pytest -q
+	python -m pytest -q
 
 lint: venv
-	$(BIN)/snakemake --lint
+	snakemake --lint

@@ -22,4 +22,5 @@ include: "workflow/rules/report.smk"
 rule all:
     input:
         REPORT_OUTPUTS,
+        prepared_data(),
     default_target: True

@@ -1,7 +1,8 @@
 """`python -m pipeline <stage> [--params FILE] --arg value ...`: the one entry point.
 
-Each stage is a plain function `fn(params, *, arg: type, ...)`. Its keyword
-arguments become `--arg` options (types from the annotations); `params` is the
+Each stage is a plain function `fn(params, *, arg: type, ...)`. Its keyword-only
+arguments become `--arg` options (types from the annotations), required
+positional ones become positional arguments; `params` is the
 validated content of params.yaml (or --params FILE). Stage modules are imported
 only when their stage runs, so `--help` stays fast.
 """
@@ -18,8 +19,8 @@ from typing import Any, Callable, Sequence
 # stage name -> "module:function"
 STAGES: dict[str, str] = {
     # paper B: learnable delays
-    "delays-synth": "pipeline.delays.stages:synth",
-    "delays-prepare": "pipeline.delays.stages:prepare",
+    "delays-synth": "pipeline.delays.data_stages:synth",
+    "delays-prepare": "pipeline.delays.data_stages:prepare",
     "delays-train": "pipeline.delays.stages:train",
     "delays-evaluate": "pipeline.delays.stages:evaluate",
     # paper A: ANN pretraining as a bridge to SNNs
@@ -32,6 +33,7 @@ STAGES: dict[str, str] = {
     # reporting
     "report": "pipeline.report.stages:report",
     "compare": "pipeline.report.compare:compare",
+    "pretrain-index": "pipeline.pretrain.index:index",
     "apply-preset": "pipeline.params:apply_preset_stage",
 }
 
@@ -67,7 +69,10 @@ def build_parser(name: str, fn: Callable[..., Any]) -> argparse.ArgumentParser:
     for pname, p in inspect.signature(fn).parameters.items():
         if pname in ("params", "params_path"):
             continue
-        _add_option(parser, pname, hints.get(pname, str), p.default)
+        if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and p.default is inspect.Parameter.empty:
+            parser.add_argument(pname, type=hints.get(pname, str))  # positional
+        else:
+            _add_option(parser, pname, hints.get(pname, str), p.default)
     return parser
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline import paths
-from pipeline.io import atomic_path, read_json, write_text
+from pipeline.io import atomic_path, read_json, write_json, write_text
 
 
 def _require(path: Path, what: str) -> Path:
@@ -35,7 +35,18 @@ def load_run(live_dir: Path) -> dict[str, Any]:
             for name in ("config", "metrics", "history")}
 
 
-def delays_section(params: dict[str, Any], tables: Path, plots: Path) -> None:
+def table_metrics(df: pd.DataFrame, keys: list[str]) -> dict[str, dict[str, float]]:
+    """Numeric columns of a table, one entry per row keyed by its key columns,
+    for `dvc metrics diff` (NaN, e.g. a target never reached, is left out)."""
+    out: dict[str, dict[str, float]] = {}
+    for _, row in df.iterrows():
+        name = "/".join(str(row[k]) for k in keys if k in df.columns)
+        out[name] = {c: round(float(v), 4) for c, v in row.items()
+                     if c not in keys and isinstance(v, (int, float)) and not isinstance(v, bool) and pd.notna(v)}
+    return out
+
+
+def delays_section(params: dict[str, Any], tables: Path, plots: Path) -> pd.DataFrame:
     from pipeline.delays import plots as delay_plots
     from pipeline.delays.table import build_table
 
@@ -56,9 +67,10 @@ def delays_section(params: dict[str, Any], tables: Path, plots: Path) -> None:
     )
     delay_plots.plot_training_curves(live_dirs, plots / "delays_training.png")
     delay_plots.plot_delay_distributions(eval_files, plots / "delays_distribution.png")
+    return table
 
 
-def pretrain_section(params: dict[str, Any], tables: Path, plots: Path) -> None:
+def pretrain_section(params: dict[str, Any], tables: Path, plots: Path) -> pd.DataFrame:
     from pipeline.pretrain.plots import plot_time_accuracy
     from pipeline.pretrain.table import build_table
 
@@ -76,9 +88,15 @@ def pretrain_section(params: dict[str, Any], tables: Path, plots: Path) -> None:
         tables / "pretrain.csv",
     )
     plot_time_accuracy(runs, plots / "pretrain_time_accuracy.png")
+    return table
 
 
-def report(params: dict[str, Any], *, tables: Path, plots: Path) -> None:
-    """Build results/tables/{delays,pretrain}.{md,csv} and the plots from the configured runs."""
-    delays_section(params, tables, plots)
-    pretrain_section(params, tables, plots)
+def report(params: dict[str, Any], *, tables: Path, plots: Path, metrics: Path) -> None:
+    """Build results/tables/{delays,pretrain}.{md,csv}, the plots and a metrics
+    summary (for `dvc metrics diff`) from the runs params.yaml configures."""
+    from pipeline.report.compare import KEYS
+
+    delays = delays_section(params, tables, plots)
+    pretrain = pretrain_section(params, tables, plots)
+    write_json(metrics, {"delays": table_metrics(delays, KEYS["delays"]),
+                         "pretrain": table_metrics(pretrain, KEYS["pretrain"])})

@@ -5,14 +5,63 @@
 DELAYS = config.get("delays", {})
 PRETRAIN = config.get("pretrain", {})
 
+# The entry point every stage runs through.
 SHARED_CODE = [
     "pipeline/__init__.py",
     "pipeline/__main__.py",
     "pipeline/cli.py",
     "pipeline/io.py",
     "pipeline/params.py",
+]
+# Per stage family: the modules its stage functions import (tests/test_code_deps.py
+# checks these lists against the real import graph).
+DELAYS_DATA_CODE = [
+    "pipeline/data/__init__.py",
+    "pipeline/data/gsc.py",
+    "pipeline/data/prepared.py",
+    "pipeline/data/shd.py",
+    "pipeline/data/synth_shd.py",
+    "pipeline/delays/__init__.py",
+    "pipeline/delays/data_stages.py",
+]
+DELAYS_TRAIN_CODE = DELAYS_DATA_CODE + [
+    "pipeline/delays/stages.py",
+    "pipeline/delays/train.py",
+    "pipeline/models/__init__.py",
+    "pipeline/models/delay_snn.py",
     "pipeline/runtime.py",
     "pipeline/tracking.py",
+]
+PRETRAIN_CODE = [
+    "pipeline/data/__init__.py",
+    "pipeline/data/batching.py",
+    "pipeline/data/digits.py",
+    "pipeline/data/es_imagenet.py",
+    "pipeline/data/es_ucf101.py",
+    "pipeline/data/images.py",
+    "pipeline/models/__init__.py",
+    "pipeline/models/resnet_twins.py",
+    "pipeline/models/spiking.py",
+    "pipeline/pretrain/__init__.py",
+    "pipeline/pretrain/stages.py",
+    "pipeline/pretrain/train.py",
+    "pipeline/pretrain/transfer.py",
+    "pipeline/runtime.py",
+    "pipeline/tracking.py",
+]
+PRETRAIN_INDEX_CODE = PRETRAIN_CODE + ["pipeline/pretrain/index.py"]
+REPORT_CODE = [
+    "pipeline/delays/__init__.py",
+    "pipeline/delays/plots.py",
+    "pipeline/delays/table.py",
+    "pipeline/models/__init__.py",
+    "pipeline/models/delay_snn.py",
+    "pipeline/paths.py",
+    "pipeline/pretrain/__init__.py",
+    "pipeline/pretrain/plots.py",
+    "pipeline/pretrain/table.py",
+    "pipeline/report/__init__.py",
+    "pipeline/report/stages.py",
 ]
 
 
@@ -47,17 +96,9 @@ def delays_live_dirs():
     return [f"results/delays/train/{d}/{v}/s{s}" for d, v, s in delays_runs()]
 
 
-def delays_root(wildcards):
-    return DELAYS["sets"][wildcards.dataset]["root"]
-
-
 # ---- paper A: pretraining bridge -----------------------------------------
 def pretrain_pipelines():
     return list(PRETRAIN.get("pipelines", {}))
-
-
-def pretrain_root(name):
-    return PRETRAIN["datasets"][name]["root"]
 
 
 def pretrain_live_dirs():
@@ -66,3 +107,10 @@ def pretrain_live_dirs():
         + [f"results/pretrain/finetune/{p}" for p in pretrain_pipelines()]
         + [f"results/pretrain/scratch/{d}" for d in PRETRAIN.get("scratch_datasets", [])]
     )
+
+
+def prepared_data():
+    """Every defined dataset is prepared (as dvc.yaml's foreach does)."""
+    return [f"data/prepared/delays/{d}" for d in DELAYS.get("sets", {})] + [
+        f"data/prepared/pretrain/{d}.json" for d in PRETRAIN.get("datasets", {})
+    ]

@@ -20,7 +20,7 @@ rule delays_prepare:
     output:
         directory("data/prepared/delays/{dataset}"),
     input:
-        root=delays_root,
+        root=lambda w: DELAYS["sets"][w.dataset]["root"],
         code=code(*DELAYS_DATA_CODE),
     params:
         set=lambda w: DELAYS["sets"][w.dataset],
@@ -34,7 +34,7 @@ rule images_embedded:
     output:
         directory("data/raw/digits_images"),
     input:
-        code=code(*PRETRAIN_DATA_CODE),
+        code=code(*PRETRAIN_CODE),
     params:
         digits=PRETRAIN.get("digits"),
     log:
@@ -48,10 +48,24 @@ rule es_imagenet_convert:
         directory("data/raw/digits_es"),
     input:
         images="data/raw/digits_images",
-        code=code(*PRETRAIN_DATA_CODE),
+        code=code(*PRETRAIN_CODE),
     params:
         es_convert=PRETRAIN.get("es_convert"),
     log:
         "logs/es_imagenet_convert.log",
     shell:
         "python -m pipeline es-imagenet-convert --images {input.images} --out {output} 2> {log}"
+
+
+rule pretrain_index:
+    output:
+        "data/prepared/pretrain/{dataset}.json",
+    input:
+        root=lambda w: PRETRAIN["datasets"][w.dataset]["root"],
+        code=code(*PRETRAIN_INDEX_CODE),
+    params:
+        dataset=lambda w: PRETRAIN["datasets"][w.dataset],
+    log:
+        "logs/pretrain_index/{dataset}.log",
+    shell:
+        "python -m pipeline pretrain-index --dataset {wildcards.dataset} --out {output} 2> {log}"

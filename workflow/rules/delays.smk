@@ -32,6 +32,7 @@ rule delays_evaluate:
         code=code(*DELAYS_TRAIN_CODE),
     params:
         set=lambda w: DELAYS["sets"][w.dataset],
+        train=DELAYS.get("train"),
         device=config["device"],
     resources:
         gpu=1,

@@ -7,12 +7,14 @@ rule pretrain_ann:
         ckpt="models/pretrain/ann/{dataset}.pt",
         live=directory("results/pretrain/ann/{dataset}"),
     input:
-        data=lambda w: pretrain_root(w.dataset),
-        code=code(*PRETRAIN_TRAIN_CODE),
+        data="data/prepared/pretrain/{dataset}.json",
+        code=code(*PRETRAIN_CODE),
     params:
         dataset=lambda w: PRETRAIN["datasets"][w.dataset],
         model=PRETRAIN.get("model"),
+        snn=PRETRAIN.get("snn"),
         ann=PRETRAIN.get("ann"),
+        num_workers=PRETRAIN.get("num_workers"),
         seed=PRETRAIN.get("seed"),
         device=config["device"],
     resources:
@@ -30,12 +32,13 @@ rule transfer:
         report="results/pretrain/transfer/{pipe}.json",
     input:
         ann=lambda w: f"models/pretrain/ann/{PRETRAIN['pipelines'][w.pipe]['source']}.pt",
-        code=code(*PRETRAIN_TRAIN_CODE),
+        code=code(*PRETRAIN_CODE),
     params:
         pipeline=lambda w: PRETRAIN["pipelines"][w.pipe],
         target=lambda w: PRETRAIN["datasets"][PRETRAIN["pipelines"][w.pipe]["target"]],
         model=PRETRAIN.get("model"),
         snn=PRETRAIN.get("snn"),
+        seed=PRETRAIN.get("seed"),
     log:
         "logs/transfer/{pipe}.log",
     shell:
@@ -49,13 +52,14 @@ rule finetune_snn:
         live=directory("results/pretrain/finetune/{pipe}"),
     input:
         init="models/pretrain/transfer/{pipe}.pt",
-        data=lambda w: pretrain_root(PRETRAIN["pipelines"][w.pipe]["target"]),
-        code=code(*PRETRAIN_TRAIN_CODE),
+        data=lambda w: f"data/prepared/pretrain/{PRETRAIN['pipelines'][w.pipe]['target']}.json",
+        code=code(*PRETRAIN_CODE),
     params:
         target=lambda w: PRETRAIN["datasets"][PRETRAIN["pipelines"][w.pipe]["target"]],
         model=PRETRAIN.get("model"),
         snn=PRETRAIN.get("snn"),
         finetune=PRETRAIN.get("finetune"),
+        num_workers=PRETRAIN.get("num_workers"),
         seed=PRETRAIN.get("seed"),
         device=config["device"],
     resources:
@@ -72,13 +76,14 @@ rule train_snn_scratch:
         ckpt="models/pretrain/scratch/{dataset}.pt",
         live=directory("results/pretrain/scratch/{dataset}"),
     input:
-        data=lambda w: pretrain_root(w.dataset),
-        code=code(*PRETRAIN_TRAIN_CODE),
+        data="data/prepared/pretrain/{dataset}.json",
+        code=code(*PRETRAIN_CODE),
     params:
         dataset=lambda w: PRETRAIN["datasets"][w.dataset],
         model=PRETRAIN.get("model"),
         snn=PRETRAIN.get("snn"),
         scratch=PRETRAIN.get("scratch"),
+        num_workers=PRETRAIN.get("num_workers"),
         seed=PRETRAIN.get("seed"),
         device=config["device"],
     resources:

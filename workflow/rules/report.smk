@@ -9,6 +9,7 @@ REPORT_OUTPUTS = [
     "results/plots/delays_training.png",
     "results/plots/delays_distribution.png",
     "results/plots/pretrain_time_accuracy.png",
+    "results/metrics.json",
 ]
 
 
@@ -21,6 +22,7 @@ rule report:
         delays_training=report("results/plots/delays_training.png", caption="../report/delays_training.rst", category="Plots"),
         delays_distribution=report("results/plots/delays_distribution.png", caption="../report/delays_distribution.rst", category="Plots"),
         pretrain_time=report("results/plots/pretrain_time_accuracy.png", caption="../report/pretrain_time_accuracy.rst", category="Plots"),
+        metrics="results/metrics.json",
     input:
         delays_eval=delays_eval_files(),
         delays_live=delays_live_dirs(),
@@ -33,4 +35,4 @@ rule report:
     log:
         "logs/report.log",
     shell:
-        "python -m pipeline report --tables results/tables --plots results/plots 2> {log}"
+        "python -m pipeline report --tables results/tables --plots results/plots --metrics {output.metrics} 2> {log}"

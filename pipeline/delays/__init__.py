@@ -1,0 +1,1 @@
+"""Paper B: learning synaptic delays with DCLS (stages, training, table, plots)."""

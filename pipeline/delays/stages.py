@@ -1,0 +1,117 @@
+"""CLI stages of paper B: delays-synth, delays-prepare, delays-train, delays-evaluate.
+
+Each is `fn(params, *, ...)` (see pipeline/cli.py); `params` is the validated
+params.yaml and the paper-B knobs live under params['delays']. The two data
+stages live in pipeline/delays/data_stages.py and are re-exported here.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline.delays.data_stages import SPLITS, prepare, synth  # noqa: F401  (re-exported CLI stages)
+from pipeline.delays.data_stages import delays_params as _delays
+from pipeline.delays.data_stages import set_config as _set_cfg
+from pipeline.io import load_torch, read_json, write_json
+from pipeline.params import ParamsError
+
+
+def _check_variant(variant: str) -> None:
+    from pipeline.models.delay_snn import VARIANTS
+
+    if variant not in VARIANTS:
+        raise ParamsError(f"unknown variant '{variant}' (allowed: {', '.join(VARIANTS)})")
+
+
+def _threads(params: dict[str, Any]) -> None:
+    n = int(_delays(params).get("train", {}).get("torch_threads", 0))
+    if n > 0:
+        torch.set_num_threads(n)
+
+
+def _load_splits(data: Path) -> dict[str, Any]:
+    from pipeline.data.prepared import load_split
+
+    return {s: load_split(Path(data) / f"{s}.pt") for s in SPLITS}
+
+
+def train(params: dict, *, dataset: str, variant: str, seed: int, data: Path, ckpt: Path, live: Path) -> None:
+    """Train one (dataset, variant, seed): ckpt/{init,best,last}.pt and the DVCLive dir `live`."""
+    from pipeline.delays.train import fit
+
+    cfg = _set_cfg(params, dataset)
+    _check_variant(variant)
+    _threads(params)
+    splits = _load_splits(data)
+    fit(splits, variant=variant, seed=seed, set_cfg=cfg, train_cfg=_delays(params)["train"],
+        device_name=params.get("device", "auto"), ckpt_dir=Path(ckpt), live_dir=Path(live),
+        run_info={"dataset": dataset})
+
+
+CONT_BINS_PER_STEP = 4  # continuous delays get finer bins than integer ones, else both histograms coincide
+
+
+def _edges(kernel: int, rounded: bool) -> np.ndarray:
+    """Histogram edges over delays 0..K-1 steps: one bin per integer, or 1/4-step bins for continuous values."""
+    step = 1.0 if rounded else 1.0 / CONT_BINS_PER_STEP
+    return np.arange(-0.5, kernel - 0.5 + step / 2, step)
+
+
+def _histograms(model: Any, kernel: int, rounded: bool) -> list[list[int]]:
+    edges = _edges(kernel, rounded)
+    return [np.histogram(d.delays(rounded), bins=edges)[0].tolist() for d in model.delay_layers() if d.has_delays]
+
+
+def evaluate(params: dict, *, dataset: str, variant: str, seed: int, data: Path, ckpt: Path, live: Path, out: Path) -> None:
+    """Evaluate ckpt/best.pt (selected on valid) with rounded delays; write the result JSON `out`."""
+    from pipeline.delays.train import evaluate_rounded
+    from pipeline.models.delay_snn import DelaySNN, count_trainable
+    from pipeline.runtime import pick_device
+
+    cfg = _set_cfg(params, dataset)
+    _check_variant(variant)
+    _threads(params)
+    device = pick_device(params.get("device", "auto"))
+    torch.set_flush_denormal(True)  # as in training: denormals slow CPU convolutions
+    splits = _load_splits(data)
+    best, init = load_torch(Path(ckpt) / "best.pt"), load_torch(Path(ckpt) / "init.pt")
+    if best["config"]["variant"] != variant:
+        raise ValueError(f"{ckpt}/best.pt holds variant {best['config']['variant']}, expected {variant}")
+    models = {}
+    for name, state in (("init", init), ("end", best)):
+        m = DelaySNN.from_config(state["config"])
+        m.load_state_dict(state["state_dict"])
+        models[name] = m.to(device)
+    bs = int(_delays(params)["train"].get("eval_batch_size", cfg["batch_size"]))
+    t0 = time.perf_counter()
+    test_acc, test_loss = evaluate_rounded(models["end"], splits["test"], bs, device)
+    valid_acc, _ = evaluate_rounded(models["end"], splits["valid"], bs, device)
+    history = read_json(Path(live) / "history.json")
+    best_row = max(history, key=lambda r: (r["test_acc"], -r["epoch"]))
+    kernel = int(best["config"]["kernel"])
+    result = {
+        "dataset": dataset, "variant": variant, "seed": seed,
+        "test_acc": round(test_acc, 4), "test_loss": round(test_loss, 6), "valid_acc": round(valid_acc, 4),
+        "selected_epoch": int(best["epoch"]),
+        "best_test_acc": round(float(best_row["test_acc"]), 4), "best_test_epoch": int(best_row["epoch"]),
+        "epochs": len(history), "n_params": count_trainable(models["end"]),
+        "train_elapsed_s": float(history[-1]["elapsed_s"]) if history else 0.0,
+        "eval_s": round(time.perf_counter() - t0, 3),
+        "kernel": kernel, "time_step_ms": cfg["time_step_ms"],
+        "delays": {
+            "unit": "steps",
+            "layers": [f"hidden {i + 1}" for i in range(len(best["config"]["hidden"]))] + ["output"]
+            if variant != "no_delay" else [],
+            "continuous_edges": _edges(kernel, rounded=False).tolist(),
+            "rounded_edges": _edges(kernel, rounded=True).tolist(),
+            # init and end: continuous positions (fixed_delay: already integers); rounded: what evaluation uses
+            "init": _histograms(models["init"], kernel, rounded=False),
+            "end": _histograms(models["end"], kernel, rounded=False),
+            "rounded": _histograms(models["end"], kernel, rounded=True),
+        },
+    }
+    write_json(out, result)

@@ -1,0 +1,1 @@
+"""Paper A: ANN pretraining as a bridge to SNNs (pipeS: static->static, pipeD: static->events)."""

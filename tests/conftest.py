@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run a command with the venv's executables first on PATH (as `make` does)."""
+    env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ['PATH']}")
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture
+def params() -> dict:
+    with open(REPO / "params.yaml") as f:
+        return yaml.safe_load(f)
+
+
+def copy_project(dst: Path) -> Path:
+    """A copy of the project's tracked layout (code, rules, params), without data or results."""
+    for name in ["Snakefile", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore"]:
+        if (REPO / name).exists():
+            shutil.copy2(REPO / name, dst / name)
+    for name in ["pipeline", "workflow", ".dvc"]:
+        shutil.copytree(REPO / name, dst / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
+    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)  # DVC needs a git work tree
+    return dst

@@ -1,0 +1,180 @@
+"""Paper-B loaders on tiny files written in the official formats (SHD/SSC HDF5, GSC folders)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from pipeline.data import gsc, prepared, shd
+from pipeline.data.synth_shd import DEFAULTS, write_shd_file, write_synth
+
+
+def write_h5(path: Path, times: list, units: list, labels: list) -> Path:
+    write_shd_file(path, [np.asarray(t, np.float32) for t in times], [np.asarray(u, np.uint16) for u in units],
+                   np.asarray(labels, np.uint8), np.zeros(len(labels), np.uint16), ["a", "b"], {"note": "test"})
+    return path
+
+
+def naive_frames(times, units, dt_ms, pool, n_units=700):
+    """Reference binning, one event at a time."""
+    out = []
+    for t, u in zip(times, units):
+        bins = [int(np.floor(x / (dt_ms / 1000) + 1e-9)) for x in t]
+        length = max(bins, default=0) + 1
+        f = np.zeros((length, -(-n_units // pool)), np.int64)
+        for b, c in zip(bins, u):
+            f[b, c // pool] += 1
+        out.append(f)
+    return out
+
+
+def test_shd_binning_exact(tmp_path):
+    times = [[0.0, 0.005, 0.012, 0.031, 0.0311], [], [0.999]]
+    units = [[0, 4, 5, 699, 697], [], [10]]
+    path = write_h5(tmp_path / "shd_train.h5", times, units, [1, 0, 1])
+    frames, lengths, labels = shd.load_frames(path, time_step_ms=10, pool=5)
+    assert frames.shape == (4 + 1 + 100, 140) and frames.dtype == np.int16
+    assert lengths.tolist() == [4, 1, 100] and labels.tolist() == [1, 0, 1]
+    s0 = frames[:4]
+    assert s0[0, 0] == 2 and s0[1, 1] == 1 and s0[3, 139] == 2 and s0.sum() == 5  # t -> floor(t/dt), c -> c//5
+    assert frames[4].sum() == 0  # a sample without spikes is one empty frame
+    assert frames[5 + 99, 2] == 1 and frames[5:].sum() == 1
+
+
+def test_shd_binning_matches_naive_on_random_file(tmp_path):
+    rng = np.random.default_rng(1)
+    times = [np.sort(rng.uniform(0, 0.5, n)) for n in rng.integers(0, 300, 20)]
+    units = [rng.integers(0, 700, len(t)) for t in times]
+    path = write_h5(tmp_path / "x.h5", times, units, rng.integers(0, 2, 20))
+    for dt, pool in ((10, 5), (4, 1), (25, 7)):
+        frames, lengths, _ = shd.load_frames(path, time_step_ms=dt, pool=pool)
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        for i, ref in enumerate(naive_frames([t.astype(np.float32) for t in times], units, dt, pool)):
+            np.testing.assert_array_equal(frames[offsets[i] : offsets[i + 1]], ref)
+
+
+def test_shd_errors_name_the_file(tmp_path):
+    with pytest.raises(shd.DataFormatError, match="dataset root not found"):
+        shd.split_path(tmp_path / "nope", "shd", "train")
+    with pytest.raises(shd.DataFormatError, match="shd_test.h5: file not found"):
+        shd.split_path(tmp_path, "shd", "test")
+    (tmp_path / "shd_test.h5.gz").write_bytes(b"x")
+    with pytest.raises(shd.DataFormatError, match="gunzip"):
+        shd.split_path(tmp_path, "shd", "test")
+    good = write_h5(tmp_path / "good.h5", [[0.1, 0.2]], [[1, 2]], [0])
+    trunc = tmp_path / "trunc.h5"
+    trunc.write_bytes(good.read_bytes()[:700])
+    with pytest.raises(shd.DataFormatError, match="trunc.h5: not a readable HDF5 file"):
+        shd.load_frames(trunc, 10)
+    with h5py.File(tmp_path / "nolabels.h5", "w") as f:
+        f.create_dataset("spikes/times", data=np.zeros(1))
+    with pytest.raises(shd.DataFormatError, match="nolabels.h5: missing dataset 'spikes/units'"):
+        shd.load_frames(tmp_path / "nolabels.h5", 10)
+    bad = write_h5(tmp_path / "mismatch.h5", [[0.1, 0.2], [0.1, 0.2, 0.3]], [[1, 2], [1, 2]], [0, 1])
+    with pytest.raises(shd.DataFormatError, match=r"mismatch.h5: sample 1 has 3 spike times but 2 units"):
+        shd.load_frames(bad, 10)
+    bad = write_h5(tmp_path / "range.h5", [[0.1], [0.1, 0.2]], [[1], [3, 700]], [0, 1])
+    with pytest.raises(shd.DataFormatError, match=r"range.h5: sample 1 has channel id 700 out of range 0..699"):
+        shd.load_frames(bad, 10)
+    with pytest.raises(shd.DataFormatError, match="missing.h5: file not found"):
+        shd.load_frames(tmp_path / "missing.h5", 10)
+
+
+def test_ssc_split_files(tmp_path):
+    for split in ("train", "valid", "test"):
+        write_h5(tmp_path / f"ssc_{split}.h5", [[0.01]], [[5]], [1])
+    assert shd.split_path(tmp_path, "ssc", "valid").name == "ssc_valid.h5"
+    with pytest.raises(ValueError, match="shd has no 'valid' split"):
+        shd.split_path(tmp_path, "shd", "valid")
+
+
+def test_synth_is_deterministic_and_in_shd_layout(tmp_path):
+    cfg = {"n_units": 50, "n_train": 40, "n_test": 10, "n_classes": 4, "n_groups": 3}
+    write_synth(tmp_path / "a", cfg)
+    write_synth(tmp_path / "b", cfg)
+    for name in ("shd_train.h5", "shd_test.h5"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    with h5py.File(tmp_path / "a" / "shd_train.h5") as f:
+        assert set(f) == {"spikes", "labels", "extra"} and set(f["spikes"]) == {"times", "units"}
+        assert h5py.check_vlen_dtype(f["spikes/times"].dtype) == np.float32
+        assert h5py.check_vlen_dtype(f["spikes/units"].dtype) == np.uint16
+        assert f["labels"].shape == (40,) and sorted(set(f["labels"][:].tolist())) == [0, 1, 2, 3]
+        assert all(np.all(np.diff(t) >= 0) for t in f["spikes/times"][:])  # time-ordered like SHD
+    frames, lengths, labels = shd.load_frames(tmp_path / "a" / "shd_train.h5", 10, n_units=50, pool=5)
+    assert frames.shape[1] == 10 and len(lengths) == 40
+    other = write_synth(tmp_path / "c", {**cfg, "seed": 1})
+    assert (tmp_path / "c" / "shd_train.h5").read_bytes() != (tmp_path / "a" / "shd_train.h5").read_bytes()
+    assert set(other) >= set(DEFAULTS)
+
+
+def test_synth_classes_differ_only_in_timing(tmp_path):
+    """Per-channel spike counts are the same in every class; class pairs are reversed orderings."""
+    cfg = {"n_units": 20, "n_train": 400, "n_test": 2, "n_classes": 4, "n_groups": 4, "noise_rate_hz": 0.0,
+           "spikes_per_unit": 2.0}
+    used = write_synth(tmp_path, cfg)
+    lags = np.asarray(used["class_lags_ms"])
+    np.testing.assert_array_equal(np.sort(lags, axis=1), np.tile(np.arange(4) * 25.0, (4, 1)))
+    np.testing.assert_array_equal(lags[1], lags[0].max() - lags[0])  # reverse ordering
+    with h5py.File(tmp_path / "shd_train.h5") as f:
+        units, labels = f["spikes/units"][:], f["labels"][:]
+    counts = np.stack([np.bincount(np.concatenate([u for u, l in zip(units, labels) if l == c]), minlength=20)
+                       / np.sum(labels == c) for c in range(4)])
+    assert np.abs(counts - 2.0).max() < 0.6  # Poisson(2) per unit in every class
+
+
+def test_prepared_batches_and_holdout():
+    frames = np.arange(10 * 3, dtype=np.int16).reshape(10, 3)
+    split = prepared.make_split(frames, np.array([2, 5, 3]), np.array([0, 1, 0]))
+    x, y = split.batch(torch.tensor([2, 0]))
+    assert x.shape == (3, 2, 3) and y.tolist() == [0, 0]  # padded to the longest in the batch
+    np.testing.assert_array_equal(x[:, 0].numpy(), frames[7:10])
+    np.testing.assert_array_equal(x[:2, 1].numpy(), frames[0:2])
+    assert x[2, 1].abs().sum() == 0
+    sub = split.subset(np.array([1]))
+    np.testing.assert_array_equal(sub.frames.numpy(), frames[2:7])
+    labels = np.repeat(np.arange(4), 10)
+    tr, va = prepared.holdout(labels, 0.2, seed=3)
+    assert len(va) == 8 and np.bincount(labels[va]).tolist() == [2, 2, 2, 2]
+    assert sorted(np.concatenate([tr, va]).tolist()) == list(range(40))
+    assert prepared.holdout(labels, 0.2, seed=3)[1].tolist() == va.tolist()
+    gen_a, gen_b = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    a = [yb.tolist() for _, yb in prepared.iterate_batches(split, 2, shuffle=True, generator=gen_a)]
+    b = [yb.tolist() for _, yb in prepared.iterate_batches(split, 2, shuffle=True, generator=gen_b)]
+    assert a == b and sum(len(v) for v in a) == 3
+
+
+def test_gsc_layout_and_features(tmp_path):
+    splits = gsc.write_tiny_gsc(tmp_path, ["no", "yes"], per_word=4)
+    files, classes = gsc.split_files(tmp_path)
+    assert classes == ["no", "yes"]  # _background_noise_ is not a class
+    for split in ("train", "valid", "test"):
+        assert sorted(r for r, _ in files[split]) == sorted(splits[split])
+    assert dict(files["valid"]) == {"no/00000000_nohash_0.wav": 0, "yes/00000000_nohash_0.wav": 1}
+    short, long_ = tmp_path / "no/00000001_nohash_0.wav", tmp_path / "no/00000002_nohash_0.wav"  # 0.6 s, 1.2 s
+    w_short, w_long = gsc.read_wav(short), gsc.read_wav(long_)
+    assert w_short.shape == w_long.shape == (16000,)
+    assert np.all(w_short[int(0.6 * 16000):] == 0) and np.abs(w_short[:9000]).max() > 0.1
+    import soundfile as sf
+
+    raw_long, _ = sf.read(str(long_), dtype="float32")
+    np.testing.assert_array_equal(w_long, raw_long[:16000])
+    frames, lengths, labels, _ = gsc.load_split(tmp_path, "train")
+    assert frames.shape == (4 * 101, 140) and lengths.tolist() == [101] * 4 and labels.tolist() == [0, 0, 1, 1]
+    feat = gsc.LogMel()(torch.from_numpy(w_long)[None])[0]
+    np.testing.assert_allclose(frames[:101], feat.numpy(), rtol=1e-4, atol=1e-2)  # train order: no/2 (1.2 s), no/3, ...
+    assert np.isfinite(frames).all()
+
+
+def test_gsc_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="GSC root not found"):
+        gsc.split_files(tmp_path / "none")
+    gsc.write_tiny_gsc(tmp_path, ["a"], per_word=2)
+    (tmp_path / "testing_list.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="testing_list.txt: split list not found"):
+        gsc.split_files(tmp_path)
+    (tmp_path / "testing_list.txt").write_text("a/missing.wav\n")
+    with pytest.raises(FileNotFoundError, match="lists 1 missing file"):
+        gsc.split_files(tmp_path)

@@ -1,0 +1,131 @@
+"""params.yaml is validated against the schema by both drivers; bad values stop
+the run before any stage with a message naming the key and what is allowed."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from pipeline.params import ParamsError, check_references, deep_merge, load_params, load_schema, validate
+from tests.conftest import REPO, run
+
+
+def test_default_params_are_valid() -> None:
+    load_params(REPO / "params.yaml")
+
+
+def _described(schema: dict, path: str = "") -> list[str]:
+    """Keys of the schema (resolving $refs) that have no description."""
+    missing = []
+    defs = load_schema().get("$defs", {})
+
+    def walk(node: dict, where: str) -> None:
+        if "$ref" in node:
+            node = defs[node["$ref"].split("/")[-1]]
+        for key, sub in (node.get("properties") or {}).items():
+            sub_resolved = defs[sub["$ref"].split("/")[-1]] if "$ref" in sub else sub
+            if not sub_resolved.get("description"):
+                missing.append(f"{where}{key}")
+            walk(sub, f"{where}{key}.")
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"], f"{where}<name>.")
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], f"{where}[].")
+
+    walk(schema, path)
+    return missing
+
+
+def test_every_schema_key_has_a_description() -> None:
+    assert _described(load_schema()) == []
+
+
+def test_objects_reject_unknown_keys() -> None:
+    """Every object in the schema closes itself (additionalProperties false or a schema)."""
+    open_objects = []
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            if node.get("type") == "object" and "additionalProperties" not in node:
+                open_objects.append(where)
+            for k, v in node.items():
+                walk(v, f"{where}/{k}")
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{where}/{i}")
+
+    walk(load_schema(), "")
+    assert open_objects == []
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda p: p.update(device="gpu0"), ["device", "does not match"]),
+        (lambda p: p.update(colour="blue"), ["<top level>", "'colour' was unexpected", "allowed keys"]),
+        (lambda p: p["delays"]["sets"]["synth"].update(epochs=-1), ["delays.sets.synth.epochs", "minimum"]),
+        (lambda p: p["delays"]["sets"]["synth"].update(epochs="ten"), ["delays.sets.synth.epochs", "not of type 'integer'"]),
+        (lambda p: p["delays"].update(variants=["learned_delay", "quantum_delay"]), ["delays.variants.1", "allowed: no_delay, fixed_delay, learned_delay"]),
+        (lambda p: p["delays"]["sets"]["synth"].update(format="wav"), ["delays.sets.synth.format", "allowed:"]),
+        (lambda p: p["pretrain"]["ann"].update(epochs=0), ["pretrain.ann.epochs", "minimum"]),
+    ],
+)
+def test_schema_errors_name_the_key(params: dict, mutate, expected: list[str]) -> None:
+    bad = copy.deepcopy(params)
+    mutate(bad)
+    with pytest.raises(ParamsError) as err:
+        validate(bad)
+    for text in expected:
+        assert text in str(err.value)
+
+
+def test_undefined_dataset_names_are_caught(params: dict) -> None:
+    bad = copy.deepcopy(params)
+    bad["delays"]["datasets"] = ["synth", "shd_typo"]
+    with pytest.raises(ParamsError, match="'shd_typo' is not defined in delays.sets"):
+        check_references(bad)
+
+
+def test_cli_stops_before_work_on_bad_params(tmp_path, params: dict) -> None:
+    bad = copy.deepcopy(params)
+    bad["delays"]["sets"]["synth"]["epochs"] = -3
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    out = tmp_path / "never"
+    proc = run(["python", "-m", "pipeline", "delays-synth", "--params", str(path), "--out", str(out)], cwd=REPO, check=False)
+    assert proc.returncode == 2
+    assert "delays.sets.synth.epochs" in proc.stderr and "minimum of 1" in proc.stderr
+    assert not out.exists()
+
+
+def test_snakemake_validates_against_the_same_schema(tmp_path, params: dict) -> None:
+    bad = copy.deepcopy(params)
+    bad["delays"]["sets"]["synth"]["epochs"] = -3
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump(bad))
+    proc = run(["snakemake", "-n", "--configfile", str(cfg), "--cores", "1"], cwd=REPO, check=False)
+    assert proc.returncode != 0
+    assert "epochs" in proc.stdout + proc.stderr
+
+
+def test_deep_merge_replaces_lists_and_merges_mappings() -> None:
+    base = {"a": {"x": 1, "y": [1, 2]}, "b": 2}
+    assert deep_merge(base, {"a": {"y": [3]}}) == {"a": {"x": 1, "y": [3]}, "b": 2}
+    assert base == {"a": {"x": 1, "y": [1, 2]}, "b": 2}
+
+
+def test_apply_preset_keeps_comments_and_validates(tmp_path) -> None:
+    target = tmp_path / "params.yaml"
+    target.write_text((REPO / "params.yaml").read_text())
+    preset = tmp_path / "preset.yaml"
+    preset.write_text("delays:\n  seeds: [7, 8]\n")
+    run(["python", "-m", "pipeline", "apply-preset", "--preset", str(preset), "--params", str(target)], cwd=REPO)
+    text = target.read_text()
+    assert "# Every knob of the pipeline" in text
+    assert yaml.safe_load(text)["delays"]["seeds"] == [7, 8]
+    preset.write_text("delays:\n  seeds: [-1]\n")
+    before = target.read_text()
+    proc = run(["python", "-m", "pipeline", "apply-preset", "--preset", str(preset), "--params", str(target)], cwd=REPO, check=False)
+    assert proc.returncode == 2 and "delays.seeds.0" in proc.stderr
+    assert target.read_text() == before
