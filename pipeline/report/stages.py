@@ -18,11 +18,14 @@ def _require(path: Path, what: str) -> Path:
     return path
 
 
-def write_table(df: pd.DataFrame, title: str, notes: list[str], md_path: Path, csv_path: Path) -> None:
-    """Write `df` as a markdown table with a title and notes, and as CSV."""
+def write_table(df: pd.DataFrame, title: str, notes: list[str], md_path: Path, csv_path: Path,
+                md_columns: list[str] | None = None) -> None:
+    """Write `df` as CSV (every column) and as a markdown table (the readable
+    `md_columns`) with a title and notes."""
     with atomic_path(csv_path) as tmp:
         df.to_csv(tmp, index=False)
-    body = df.to_markdown(index=False) if len(df) else "_No runs configured in params.yaml._"
+    shown = df[md_columns] if md_columns is not None and len(df) else df
+    body = shown.to_markdown(index=False, floatfmt=".2f") if len(df) else "_No runs configured in params.yaml._"
     lines = [f"# {title}", "", body, ""]
     lines += [f"- {n}" for n in notes]
     write_text(md_path, "\n".join(lines) + "\n")
@@ -48,7 +51,7 @@ def table_metrics(df: pd.DataFrame, keys: list[str]) -> dict[str, dict[str, floa
 
 def delays_section(params: dict[str, Any], tables: Path, plots: Path) -> pd.DataFrame:
     from pipeline.delays import plots as delay_plots
-    from pipeline.delays.table import build_table
+    from pipeline.delays.table import build_table, display_columns
 
     runs = list(paths.delays_runs(params))
     eval_files = [_require(paths.delays_eval(*r), "a delays evaluation JSON") for r in runs]
@@ -64,6 +67,7 @@ def delays_section(params: dict[str, Any], tables: Path, plots: Path) -> pd.Data
         ],
         tables / "delays.md",
         tables / "delays.csv",
+        md_columns=display_columns(table) if len(table) else None,
     )
     delay_plots.plot_training_curves(live_dirs, plots / "delays_training.png")
     delay_plots.plot_delay_distributions(eval_files, plots / "delays_distribution.png")
