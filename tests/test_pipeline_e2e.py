@@ -69,7 +69,7 @@ def test_snakemake_runs_caches_and_reruns_only_what_a_param_touches(project: Pat
 
     _set(project, "pretrain.finetune.epochs", 2)
     proc = run(["snakemake", "-n", "--cores", "1"], cwd=project)
-    planned = re.findall(r"^rule (\w+):$", proc.stdout, flags=re.M)
+    planned = [r for r in re.findall(r"^rule (\w+):$", proc.stdout, flags=re.M) if r != "all"]
     assert sorted(planned) == ["finetune_snn", "finetune_snn", "report"]
 
 

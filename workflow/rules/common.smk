@@ -61,6 +61,7 @@ REPORT_CODE = [
     "pipeline/pretrain/plots.py",
     "pipeline/pretrain/table.py",
     "pipeline/report/__init__.py",
+    "pipeline/report/compare.py",
     "pipeline/report/stages.py",
 ]
 
