@@ -96,6 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if "params" in signature:
             args["params"] = load_params(params_path)
+            from pipeline.runtime import set_threads
+
+            set_threads(args["params"]["threads"])
         if "params_path" in signature:
             args["params_path"] = params_path
         fn(**args)

@@ -26,3 +26,11 @@ def seed_everything(seed: int) -> torch.Generator:
     gen = torch.Generator()
     gen.manual_seed(seed)
     return gen
+
+
+def set_threads(n: int) -> None:
+    """Pin torch's CPU threads (0 keeps torch's default). Snakemake sets
+    OMP_NUM_THREADS per job and DVC does not, so the stage sets it itself to make
+    both drivers compute the same floats."""
+    if n > 0:
+        torch.set_num_threads(n)

@@ -27,12 +27,6 @@ def _check_variant(variant: str) -> None:
         raise ParamsError(f"unknown variant '{variant}' (allowed: {', '.join(VARIANTS)})")
 
 
-def _threads(params: dict[str, Any]) -> None:
-    n = int(_delays(params).get("train", {}).get("torch_threads", 0))
-    if n > 0:
-        torch.set_num_threads(n)
-
-
 def _load_splits(data: Path) -> dict[str, Any]:
     from pipeline.data.prepared import load_split
 
@@ -45,7 +39,6 @@ def train(params: dict, *, dataset: str, variant: str, seed: int, data: Path, ck
 
     cfg = _set_cfg(params, dataset)
     _check_variant(variant)
-    _threads(params)
     splits = _load_splits(data)
     fit(splits, variant=variant, seed=seed, set_cfg=cfg, train_cfg=_delays(params)["train"],
         device_name=params.get("device", "auto"), ckpt_dir=Path(ckpt), live_dir=Path(live),
@@ -74,7 +67,6 @@ def evaluate(params: dict, *, dataset: str, variant: str, seed: int, data: Path,
 
     cfg = _set_cfg(params, dataset)
     _check_variant(variant)
-    _threads(params)
     device = pick_device(params.get("device", "auto"))
     torch.set_flush_denormal(True)  # as in training: denormals slow CPU convolutions
     splits = _load_splits(data)

@@ -12,6 +12,7 @@ SHARED_CODE = [
     "pipeline/cli.py",
     "pipeline/io.py",
     "pipeline/params.py",
+    "pipeline/runtime.py",
 ]
 # Per stage family: the modules its stage functions import (tests/test_code_deps.py
 # checks these lists against the real import graph).
@@ -29,7 +30,6 @@ DELAYS_TRAIN_CODE = DELAYS_DATA_CODE + [
     "pipeline/delays/train.py",
     "pipeline/models/__init__.py",
     "pipeline/models/delay_snn.py",
-    "pipeline/runtime.py",
     "pipeline/tracking.py",
 ]
 PRETRAIN_CODE = [
@@ -46,7 +46,6 @@ PRETRAIN_CODE = [
     "pipeline/pretrain/stages.py",
     "pipeline/pretrain/train.py",
     "pipeline/pretrain/transfer.py",
-    "pipeline/runtime.py",
     "pipeline/tracking.py",
 ]
 PRETRAIN_INDEX_CODE = PRETRAIN_CODE + ["pipeline/pretrain/index.py"]

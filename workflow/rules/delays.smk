@@ -13,6 +13,7 @@ rule delays_train:
         set=lambda w: DELAYS["sets"][w.dataset],
         train=DELAYS.get("train"),
         device=config["device"],
+        threads=config["threads"],
     resources:
         gpu=1,
     log:
@@ -34,6 +35,7 @@ rule delays_evaluate:
         set=lambda w: DELAYS["sets"][w.dataset],
         train=DELAYS.get("train"),
         device=config["device"],
+        threads=config["threads"],
     resources:
         gpu=1,
     log:

@@ -17,6 +17,7 @@ rule pretrain_ann:
         num_workers=PRETRAIN.get("num_workers"),
         seed=PRETRAIN.get("seed"),
         device=config["device"],
+        threads=config["threads"],
     resources:
         gpu=1,
     log:
@@ -62,6 +63,7 @@ rule finetune_snn:
         num_workers=PRETRAIN.get("num_workers"),
         seed=PRETRAIN.get("seed"),
         device=config["device"],
+        threads=config["threads"],
     resources:
         gpu=1,
     log:
@@ -86,6 +88,7 @@ rule train_snn_scratch:
         num_workers=PRETRAIN.get("num_workers"),
         seed=PRETRAIN.get("seed"),
         device=config["device"],
+        threads=config["threads"],
     resources:
         gpu=1,
     log:
