@@ -2,6 +2,9 @@
 # stage runs (listed as inputs so a code change reruns exactly its stages;
 # dvc.yaml lists the same files as deps).
 
+# The report stage finds its inputs through the same functions.
+from pipeline import paths
+
 DELAYS = config.get("delays", {})
 PRETRAIN = config.get("pretrain", {})
 
@@ -78,22 +81,12 @@ wildcard_constraints:
 
 
 # ---- paper B: learnable delays -------------------------------------------
-def delays_runs():
-    """(dataset, variant, seed) triples the configuration asks for."""
-    return [
-        (d, v, s)
-        for d in DELAYS.get("datasets", [])
-        for v in DELAYS.get("variants", [])
-        for s in DELAYS.get("seeds", [])
-    ]
-
-
 def delays_eval_files():
-    return [f"results/delays/eval/{d}/{v}/s{s}.json" for d, v, s in delays_runs()]
+    return [str(paths.delays_eval(*run)) for run in paths.delays_runs(config)]
 
 
 def delays_live_dirs():
-    return [f"results/delays/train/{d}/{v}/s{s}" for d, v, s in delays_runs()]
+    return [str(paths.delays_live(*run)) for run in paths.delays_runs(config)]
 
 
 # ---- paper A: pretraining bridge -----------------------------------------
@@ -102,11 +95,7 @@ def pretrain_pipelines():
 
 
 def pretrain_live_dirs():
-    return (
-        [f"results/pretrain/ann/{d}" for d in PRETRAIN.get("ann_datasets", [])]
-        + [f"results/pretrain/finetune/{p}" for p in pretrain_pipelines()]
-        + [f"results/pretrain/scratch/{d}" for d in PRETRAIN.get("scratch_datasets", [])]
-    )
+    return [str(d) for d in paths.pretrain_live_dirs(config)]
 
 
 def prepared_data():
