@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import os
+import subprocess
 import sys
 import typing
 from pathlib import Path
@@ -96,14 +98,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if "params" in signature:
             args["params"] = load_params(params_path)
-            from pipeline.runtime import set_threads
+            from pipeline.runtime import set_threads, under_torchrun
 
             set_threads(args["params"]["threads"])
+            if getattr(fn, "distributed", False) and args["params"]["nproc"] > 1 and not under_torchrun():
+                return _torchrun(args["params"]["nproc"], argv)
         if "params_path" in signature:
             args["params_path"] = params_path
         fn(**args)
     except (ParamsError, ValueError, FileNotFoundError) as err:
         # Bad input is a one-line message naming what was expected, not a traceback.
+        if os.environ.get("PIPELINE_DEBUG"):
+            raise
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except FloatingPointError as err:  # diverged training: say where, keep the last good state
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _torchrun(nproc: int, argv: list[str]) -> int:
+    """Rerun this same command as `nproc` data-parallel processes (torchrun, one machine)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "pipeline", *argv]
+    print(f"running {argv[0]} on {nproc} processes: {' '.join(cmd)}", file=sys.stderr)
+    return subprocess.call(cmd)

@@ -34,3 +34,8 @@ def set_threads(n: int) -> None:
     both drivers compute the same floats."""
     if n > 0:
         torch.set_num_threads(n)
+
+
+def under_torchrun() -> bool:
+    """True in a process started by torchrun (it sets these for every worker)."""
+    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ

@@ -34,6 +34,16 @@ class EpochLog:
         self.elapsed_s = 0.0
         self._t0: float | None = None
 
+    def replay(self, history: list[dict[str, float]]) -> None:
+        """Re-log the epochs of a killed run (resume): DVCLive's step and files continue where it stopped."""
+        for row in history:
+            for key, value in row.items():
+                if key != "epoch":
+                    self.live.log_metric(key, value)
+            self.live.next_step()
+        self.history = [dict(r) for r in history]
+        self.elapsed_s = float(history[-1]["elapsed_s"]) if history else 0.0
+
     def start_epoch(self) -> None:
         self._t0 = time.perf_counter()
 

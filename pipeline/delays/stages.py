@@ -16,6 +16,7 @@ import torch
 from pipeline.delays.data_stages import SPLITS, prepare, synth  # noqa: F401  (re-exported CLI stages)
 from pipeline.delays.data_stages import delays_params as _delays
 from pipeline.delays.data_stages import set_config as _set_cfg
+from pipeline.distributed import distributed_stage
 from pipeline.io import load_torch, read_json, write_json
 from pipeline.params import ParamsError
 
@@ -33,6 +34,7 @@ def _load_splits(data: Path) -> dict[str, Any]:
     return {s: load_split(Path(data) / f"{s}.pt") for s in SPLITS}
 
 
+@distributed_stage
 def train(params: dict, *, dataset: str, variant: str, seed: int, data: Path, ckpt: Path, live: Path) -> None:
     """Train one (dataset, variant, seed): ckpt/{init,best,last}.pt and the DVCLive dir `live`."""
     from pipeline.delays.train import fit
@@ -42,7 +44,7 @@ def train(params: dict, *, dataset: str, variant: str, seed: int, data: Path, ck
     splits = _load_splits(data)
     fit(splits, variant=variant, seed=seed, set_cfg=cfg, train_cfg=_delays(params)["train"],
         device_name=params.get("device", "auto"), ckpt_dir=Path(ckpt), live_dir=Path(live),
-        run_info={"dataset": dataset})
+        run_info={"dataset": dataset}, amp=params["amp"], resume=params["resume"], inputs=(Path(data),))
 
 
 CONT_BINS_PER_STEP = 4  # continuous delays get finer bins than integer ones, else both histograms coincide

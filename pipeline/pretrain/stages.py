@@ -13,10 +13,14 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from pipeline import distributed
 from pipeline.data.batching import collate_skipping, materialize
+from pipeline.distributed import Dist, ShardedBatchSampler, distributed_stage
 from pipeline.io import atomic_dir, load_torch, read_json, save_torch, write_json
 from pipeline.models.resnet_twins import TwinConfig, build_twin, count_parameters
-from pipeline.pretrain.train import run_training, set_body_frozen
+from pipeline.precision import Precision
+from pipeline.resume import ResumeState, fingerprint
+from pipeline.pretrain.train import Context, run_training, set_body_frozen
 from pipeline.pretrain.transfer import transfer_state
 from pipeline.runtime import pick_device, seed_everything
 from pipeline.tracking import EpochLog
@@ -69,9 +73,12 @@ def resolve_root(data: Path) -> Path:
     return data
 
 
-def build_loaders(params: dict, dataset: str, root: Path, batch_size: int,
-                  gen: torch.Generator) -> tuple[DataLoader, DataLoader, list[str]]:
-    """Train/val loaders for `dataset` read from `root`; also the files skipped while caching."""
+def build_loaders(params: dict, dataset: str, root: Path, batch_size: int, gen: torch.Generator,
+                  d: Dist = Dist()) -> tuple[DataLoader, DataLoader, list[str]]:
+    """Train/val loaders for `dataset` read from `root`; also the files skipped while caching.
+
+    Batches come from a seeded permutation (`gen`), each global batch split across
+    the processes of a distributed run (pipeline/distributed.py)."""
     dcfg = _dataset_cfg(params, dataset)
     root = resolve_root(root)
     if not root.is_dir():
@@ -84,10 +91,11 @@ def build_loaders(params: dict, dataset: str, root: Path, batch_size: int,
             # binary event frames cached as uint8 (4x smaller); the loop casts to float
             ds, bad = materialize(ds, torch.uint8 if dcfg["format"] in EVENT_FORMATS else None)
             skipped += bad
-            loaders.append(DataLoader(ds, batch_size=batch_size, shuffle=split == "train", generator=gen))
+        sampler = ShardedBatchSampler(len(ds), batch_size, split == "train", gen, d)
+        if dcfg["in_memory"]:
+            loaders.append(DataLoader(ds, batch_sampler=sampler))
         else:
-            loaders.append(DataLoader(ds, batch_size=batch_size, shuffle=split == "train", generator=gen,
-                                      num_workers=workers, collate_fn=collate_skipping,
+            loaders.append(DataLoader(ds, batch_sampler=sampler, num_workers=workers, collate_fn=collate_skipping,
                                       pin_memory=torch.cuda.is_available()))
     return loaders[0], loaders[1], skipped
 
@@ -109,19 +117,27 @@ def _finish(log: EpochLog, live: Path, result, n_params: int) -> None:
 
 def _train(params: dict, *, role: str, dataset: str, pipeline: str | None, model, train_cfg: dict,
            data: Path, ckpt: Path, live: Path, extra: dict[str, Any], gen: torch.Generator,
-           epoch_hook=None) -> None:
-    device = pick_device(params["device"])
-    train_loader, val_loader, skipped = build_loaders(params, dataset, data, train_cfg["batch_size"], gen)
+           epoch_hook=None, inputs: tuple[Path, ...] = ()) -> None:
+    d, device = distributed.setup(pick_device(params["device"]))
+    if d.enabled:  # same initial weights everywhere (seeded before the model was built), own RNG per rank
+        torch.manual_seed(params["pretrain"]["seed"] + 1_000_003 * d.rank)
+    train_loader, val_loader, skipped = build_loaders(params, dataset, data, train_cfg["batch_size"], gen, d)
     n_params = count_parameters(model)
+    precision = Precision(params["amp"], device)
     config = {"role": role, "dataset": dataset, "pipeline": pipeline, "data": str(data),
               "model": model.cfg.to_dict(), "train": dict(train_cfg), "snn": dict(params["pretrain"]["snn"]),
               "dataset_config": _dataset_cfg(params, dataset), "seed": params["pretrain"]["seed"],
-              "device": str(device), "n_params": n_params, **extra}
-    log = EpochLog(live, config)
+              "device": str(device), "n_params": n_params, "amp": precision.name, "world_size": d.world, **extra}
+    digest = fingerprint(config, (Path(data), *inputs), d.world)
+    ctx = Context(d, precision, ResumeState(ckpt, digest, params["resume"], d.is_main), gen)
+    log = EpochLog(live, config) if d.is_main else None
     meta = {"role": role, "dataset": dataset, "pipeline": pipeline, "model_config": model.cfg.to_dict(), **extra}
-    result = run_training(model, train_loader, val_loader, train_cfg, device, log, ckpt, meta,
+    result = run_training(model, train_loader, val_loader, train_cfg, device, log, ckpt, meta, ctx,
                           epoch_hook=epoch_hook, skipped_before=skipped)
-    _finish(log, live, result, n_params)
+    if log is not None:
+        _finish(log, live, result, n_params)
+    ctx.resumer.clear()
+    distributed.cleanup(d)
 
 
 def images_embedded(params: dict, *, out: Path) -> None:
@@ -147,6 +163,7 @@ def es_imagenet_convert(params: dict, *, images: Path, out: Path) -> None:
           f"(dropped {report['train']['dropped_under_min_events'] + report['val']['dropped_under_min_events']}) to {out}")
 
 
+@distributed_stage
 def pretrain_ann(params: dict, *, dataset: str, data: Path, ckpt: Path, live: Path) -> None:
     """Pretrain the sharpened-ReLU ANN twin on a static dataset."""
     gen = seed_everything(params["pretrain"]["seed"])
@@ -186,6 +203,7 @@ def transfer(params: dict, *, pipeline: str, ann: Path, out: Path, report: Path)
           f"of {rep['n_tensors']} tensors -> {out}")
 
 
+@distributed_stage
 def finetune_snn(params: dict, *, pipeline: str, init: Path, data: Path, ckpt: Path, live: Path) -> None:
     """Fine-tune the transferred SNN on the pipeline's target dataset (optional frozen warm-up)."""
     gen = seed_everything(params["pretrain"]["seed"])
@@ -206,9 +224,10 @@ def finetune_snn(params: dict, *, pipeline: str, init: Path, data: Path, ckpt: P
     extra = {"source_dataset": pcfg["source"], "pretrain_elapsed_s": rep["ann_elapsed_s"],
              "pretrain_epochs": rep["ann_epochs"], "init": str(init)}
     _train(params, role="finetune", dataset=pcfg["target"], pipeline=pipeline, model=model, train_cfg=fcfg,
-           data=data, ckpt=ckpt, live=live, extra=extra, gen=gen, epoch_hook=hook)
+           data=data, ckpt=ckpt, live=live, extra=extra, gen=gen, epoch_hook=hook, inputs=(Path(init),))
 
 
+@distributed_stage
 def train_snn_scratch(params: dict, *, dataset: str, data: Path, ckpt: Path, live: Path) -> None:
     """Baseline: the same SNN topology trained from random initialisation."""
     gen = seed_everything(params["pretrain"]["seed"])

@@ -34,6 +34,9 @@ DELAYS_TRAIN_CODE = DELAYS_DATA_CODE + [
     "pipeline/models/__init__.py",
     "pipeline/models/delay_snn.py",
     "pipeline/tracking.py",
+    "pipeline/distributed.py",
+    "pipeline/precision.py",
+    "pipeline/resume.py",
 ]
 PRETRAIN_CODE = [
     "pipeline/data/__init__.py",
@@ -50,6 +53,9 @@ PRETRAIN_CODE = [
     "pipeline/pretrain/train.py",
     "pipeline/pretrain/transfer.py",
     "pipeline/tracking.py",
+    "pipeline/distributed.py",
+    "pipeline/precision.py",
+    "pipeline/resume.py",
 ]
 PRETRAIN_INDEX_CODE = PRETRAIN_CODE + ["pipeline/pretrain/index.py"]
 REPORT_CODE = [

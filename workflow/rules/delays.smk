@@ -14,8 +14,10 @@ rule delays_train:
         train=DELAYS.get("train"),
         device=config["device"],
         threads=config["threads"],
+        nproc=config["nproc"],
+        amp=config["amp"],
     resources:
-        gpu=1,
+        gpu=config["nproc"],  # one GPU per data-parallel process
     log:
         "logs/delays_train/{dataset}_{variant}_s{seed}.log",
     shell:

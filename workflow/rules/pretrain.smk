@@ -18,8 +18,10 @@ rule pretrain_ann:
         seed=PRETRAIN.get("seed"),
         device=config["device"],
         threads=config["threads"],
+        nproc=config["nproc"],
+        amp=config["amp"],
     resources:
-        gpu=1,
+        gpu=config["nproc"],  # one GPU per data-parallel process
     log:
         "logs/pretrain_ann/{dataset}.log",
     shell:
@@ -64,8 +66,10 @@ rule finetune_snn:
         seed=PRETRAIN.get("seed"),
         device=config["device"],
         threads=config["threads"],
+        nproc=config["nproc"],
+        amp=config["amp"],
     resources:
-        gpu=1,
+        gpu=config["nproc"],  # one GPU per data-parallel process
     log:
         "logs/finetune_snn/{pipe}.log",
     shell:
@@ -89,8 +93,10 @@ rule train_snn_scratch:
         seed=PRETRAIN.get("seed"),
         device=config["device"],
         threads=config["threads"],
+        nproc=config["nproc"],
+        amp=config["amp"],
     resources:
-        gpu=1,
+        gpu=config["nproc"],  # one GPU per data-parallel process
     log:
         "logs/train_snn_scratch/{dataset}.log",
     shell:
