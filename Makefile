@@ -29,5 +29,10 @@ run: venv
 test: venv
 	python -m pytest -q
 
+# Benchmarks of issue #6 (about 5 min on 2 cores): results/bench/*.json and a ratio table.
+# BENCH_ARGS="--quick" or "--only binning" narrows it.
+bench: venv
+	python -m benchmarks $(BENCH_ARGS)
+
 lint: venv
 	snakemake --lint

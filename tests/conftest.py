@@ -13,9 +13,10 @@ REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-    """Run a command with the venv's executables first on PATH (as `make` does)."""
-    env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ['PATH']}")
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run a command with the venv's executables first on PATH (as `make` does), plus `env`."""
+    env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ['PATH']}", **(env or {}))
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")

@@ -178,3 +178,32 @@ def test_gsc_errors(tmp_path):
     (tmp_path / "testing_list.txt").write_text("a/missing.wav\n")
     with pytest.raises(FileNotFoundError, match="lists 1 missing file"):
         gsc.split_files(tmp_path)
+
+
+def test_shd_binning_equals_the_per_sample_loop(monkeypatch):
+    """The vectorised binning against the per-sample loop of benchmarks/bench_binning.py, across
+    chunk boundaries, empty samples, input dtypes, both index widths and the int16 overflow guard."""
+    from benchmarks.bench_binning import bin_per_sample
+
+    rng = np.random.default_rng(2)
+    counts = rng.integers(0, 400, 60)
+    counts[[0, 5, 6, 7, 59]] = 0
+    times = [np.sort(rng.uniform(0, 0.8, n)).astype(np.float32) for n in counts]
+    units = [rng.integers(0, 700, n).astype(np.uint16) for n in counts]
+    monkeypatch.setattr(shd, "EVENTS_PER_CHUNK", 1000)  # many chunks, some of a single sample
+    for dt, pool in ((10, 5), (1, 1), (25, 7)):
+        for limit in (np.iinfo(np.int32).max, 0):  # int32 and int64 flat indices
+            monkeypatch.setattr(shd, "INT32_INDEX_LIMIT", limit)
+            ours, loop = shd.bin_events(times, units, dt, pool=pool), bin_per_sample(times, units, dt, pool=pool)
+            for a, b in zip(ours, loop):
+                assert a.dtype == b.dtype
+                np.testing.assert_array_equal(a, b)
+    as_lists = ([t.astype(np.float64).tolist() for t in times], [u.astype(np.int64).tolist() for u in units])
+    for a, b in zip(shd.bin_events(*as_lists, 10, pool=5), bin_per_sample(times, units, 10, pool=5)):
+        np.testing.assert_array_equal(a, b)
+    # Over 32767 events in a sample: counted in int64 and checked, exact while every count fits int16.
+    busy = [np.repeat(np.float32([0.001, 0.015]), [32767, 10])], [np.repeat(np.uint16([3, 3]), [32767, 10])]
+    for a, b in zip(shd.bin_events(*busy, 10), bin_per_sample(*busy, 10)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(shd.DataFormatError, match="more than 32767 spikes in one bin"):
+        shd.bin_events([np.zeros(32768, np.float32)], [np.zeros(32768, np.uint16)], 10)

@@ -88,3 +88,22 @@ def test_dvc_repro_caches_and_reruns_only_what_a_param_touches(project: Path) ->
     # the metrics of the two commits-to-be compare through DVC
     diff = run(["dvc", "metrics", "diff", "--json"], cwd=project).stdout
     assert "results/metrics.json" in diff
+
+
+def test_a_killed_training_stage_is_rerun_by_both_drivers_and_resumes(project: Path) -> None:
+    """SIGKILL mid-epoch 2: neither driver takes the partial outputs as done, and the rerun continues."""
+    stage, ckpt = "delays_train@synth-learned_delay-0", "models/delays/synth/learned_delay/s0"
+    kill = {"PIPELINE_KILL_AFTER_BATCHES": "5"}  # 4 training batches per epoch here
+    assert run(["dvc", "repro", "-f", "-s", stage], cwd=project, check=False, env=kill).returncode != 0
+    assert stage in run(["dvc", "status", stage], cwd=project).stdout  # not up to date
+    out = run(["dvc", "repro"], cwd=project).stdout
+    assert f"Running stage '{stage}'" in out and "resume: continuing after epoch 1" in out
+    assert "up to date" in run(["dvc", "status"], cwd=project).stdout
+
+    assert run(["snakemake", "--cores", "1", "-f", ckpt], cwd=project, check=False, env=kill).returncode != 0
+    proc = run(["snakemake", "--cores", "2", "-n"], cwd=project)
+    assert "delays_train" in proc.stdout  # the killed job's outputs are not taken as done
+    out = run(["snakemake", "--cores", "2"], cwd=project)
+    assert "resume: continuing after epoch 1" in out.stdout + out.stderr
+    last = run(["snakemake", "--cores", "2"], cwd=project)
+    assert "Nothing to be done" in last.stdout + last.stderr

@@ -123,6 +123,9 @@ def convert_imagefolder(images: Path, out: Path, geom: Geometry, threshold: floa
             a, b = grey.shape
             lines.append(f"{rel} {label} {a} {b}\n")
             events_total += len(pos) + len(neg)
+        if not lines:
+            raise ValueError(f"{src}: none of its {len(folder.samples)} images gives min_events={min_events} events; "
+                             f"the {split} split would be empty")
         (Path(out) / LABEL_FILES[split]).write_text("".join(lines))
         report[split] = {"written": len(lines), "dropped_under_min_events": dropped,
                          "mean_events": round(events_total / max(1, len(lines)), 1),
@@ -164,10 +167,11 @@ class ESImageNet(Dataset):
             if not line.strip():
                 continue
             parts = line.split()
-            if len(parts) != 4:
-                raise ValueError(f"{label_file}:{n}: expected '<npz path> <label> <a> <b>', got {line!r}")
+            if len(parts) != 4 or not all(x.isdigit() for x in parts[1:]):
+                raise ValueError(f"{label_file}:{n}: expected '<npz path> <label> <a> <b>' (integers), got {line!r}")
             # the reference swaps any extension for .npz
             self.items.append((os.path.splitext(parts[0])[0] + ".npz", int(parts[1]), int(parts[2]), int(parts[3])))
+        self.targets = [label for _, label, _, _ in self.items]  # as torchvision's ImageFolder: labels without reading samples
 
     def __len__(self) -> int:
         return len(self.items)

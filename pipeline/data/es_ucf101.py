@@ -97,6 +97,7 @@ class ESUCF101(Dataset):
         for f in self.files:
             if action_of(f) not in self.class_to_idx:
                 raise ValueError(f"{f}: action '{action_of(f)}' is not among the {len(self.classes)} classes")
+        self.targets = [self.class_to_idx[action_of(f)] for f in self.files]  # as torchvision's ImageFolder
 
     def __len__(self) -> int:
         return len(self.files)

@@ -81,6 +81,25 @@ def load_split(path: str | Path) -> Split:
     return Split(obj["frames"], obj["lengths"], obj["labels"], obj["meta"])
 
 
+def check_splits(splits: dict[str, Split], dataset: str, data: str | Path) -> None:
+    """Prepared splits fit to train and evaluate `dataset`: prepared for it, none empty, every label a
+    class of the set, the same channels everywhere. One-line errors naming the split file."""
+    channels = {s.n_channels for s in splits.values()}
+    for name, split in splits.items():
+        where = Path(data) / f"{name}.pt"
+        made_for = split.meta.get("dataset")
+        if made_for != dataset:
+            raise ValueError(f"{where}: prepared for dataset '{made_for}', expected '{dataset}' (delays-prepare --dataset {dataset})")
+        if len(split) == 0:
+            raise ValueError(f"{where}: the {name} split is empty (expected at least one sample)")
+        n_classes = int(split.meta.get("n_classes", 0))
+        lo, hi = int(split.labels.min()), int(split.labels.max())
+        if lo < 0 or hi >= n_classes:
+            raise ValueError(f"{where}: label {lo if lo < 0 else hi} outside the dataset's classes 0..{n_classes - 1}")
+        if len(channels) > 1:
+            raise ValueError(f"{where}: {split.n_channels} input channels, but the splits differ ({sorted(channels)})")
+
+
 def holdout(labels: np.ndarray | torch.Tensor, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded stratified hold-out: (train indices, valid indices), each sorted.
 

@@ -33,6 +33,20 @@ def set_config(params: dict[str, Any], dataset: str) -> dict[str, Any]:
     return sets[dataset]
 
 
+def _split_source(fmt: str, split: str, cfg: dict[str, Any]) -> str:
+    """Where a split's samples come from, for error messages."""
+    if fmt == "gsc":
+        from pipeline.data.gsc import LIST_FILES
+
+        return LIST_FILES.get(split, "the word folders (wav files in neither list)")
+    from pipeline.data.shd import SPLIT_FILES
+
+    files = SPLIT_FILES[fmt]
+    if split in files:
+        return files[split]
+    return f"valid_fraction {cfg['valid_fraction']} of {files['train']}"
+
+
 def synth(params: dict, *, out: Path) -> None:
     """Write the embedded timing-coded dataset (out/shd_train.h5, out/shd_test.h5) in SHD's layout."""
     from pipeline.data.synth_shd import write_synth
@@ -82,6 +96,10 @@ def prepare(params: dict, *, dataset: str, out: Path) -> None:
     else:
         parts = {s: prepared.make_split(*raw[s]) for s in ("train", "valid")}
     parts["test"] = prepared.make_split(*raw["test"])
+    for split, part in parts.items():  # training selects on valid and reports test: each needs samples
+        if not len(part):
+            raise ValueError(f"{root}: the {split} split of dataset '{dataset}' is empty "
+                             f"({_split_source(fmt, split, cfg)} holds no samples)")
     # gsc: one class per word folder; shd/ssc: labels are 0..n-1
     meta["n_classes"] = len(meta["classes"]) if "classes" in meta else int(max(int(p.labels.max()) for p in parts.values() if len(p)) + 1)
     with atomic_dir(out) as tmp:

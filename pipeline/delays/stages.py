@@ -17,7 +17,8 @@ from pipeline.delays.data_stages import SPLITS, prepare, synth  # noqa: F401  (r
 from pipeline.delays.data_stages import delays_params as _delays
 from pipeline.delays.data_stages import set_config as _set_cfg
 from pipeline.distributed import distributed_stage
-from pipeline.io import load_torch, read_json, write_json
+from pipeline.checks import check_classes, load_checkpoint
+from pipeline.io import read_json, write_json
 from pipeline.params import ParamsError
 
 
@@ -28,10 +29,12 @@ def _check_variant(variant: str) -> None:
         raise ParamsError(f"unknown variant '{variant}' (allowed: {', '.join(VARIANTS)})")
 
 
-def _load_splits(data: Path) -> dict[str, Any]:
-    from pipeline.data.prepared import load_split
+def _load_splits(data: Path, dataset: str) -> dict[str, Any]:
+    from pipeline.data.prepared import check_splits, load_split
 
-    return {s: load_split(Path(data) / f"{s}.pt") for s in SPLITS}
+    splits = {s: load_split(Path(data) / f"{s}.pt") for s in SPLITS}
+    check_splits(splits, dataset, data)
+    return splits
 
 
 @distributed_stage
@@ -41,7 +44,7 @@ def train(params: dict, *, dataset: str, variant: str, seed: int, data: Path, ck
 
     cfg = _set_cfg(params, dataset)
     _check_variant(variant)
-    splits = _load_splits(data)
+    splits = _load_splits(data, dataset)
     fit(splits, variant=variant, seed=seed, set_cfg=cfg, train_cfg=_delays(params)["train"],
         device_name=params.get("device", "auto"), ckpt_dir=Path(ckpt), live_dir=Path(live),
         run_info={"dataset": dataset}, amp=params["amp"], resume=params["resume"], inputs=(Path(data),))
@@ -71,10 +74,13 @@ def evaluate(params: dict, *, dataset: str, variant: str, seed: int, data: Path,
     _check_variant(variant)
     device = pick_device(params.get("device", "auto"))
     torch.set_flush_denormal(True)  # as in training: denormals slow CPU convolutions
-    splits = _load_splits(data)
-    best, init = load_torch(Path(ckpt) / "best.pt"), load_torch(Path(ckpt) / "init.pt")
+    splits = _load_splits(data, dataset)
+    best, init = (load_checkpoint(Path(ckpt) / f"{name}.pt", "delay_model") for name in ("best", "init"))
     if best["config"]["variant"] != variant:
         raise ValueError(f"{ckpt}/best.pt holds variant {best['config']['variant']}, expected {variant}")
+    check_classes(best["config"]["n_out"], splits["test"].meta["n_classes"], f"{ckpt}/best.pt", f"the classes of dataset '{dataset}' in {data}")
+    if best["config"]["n_in"] != splits["test"].n_channels:
+        raise ValueError(f"{ckpt}/best.pt takes {best['config']['n_in']} input channels, {data} has {splits['test'].n_channels}")
     models = {}
     for name, state in (("init", init), ("end", best)):
         m = DelaySNN.from_config(state["config"])

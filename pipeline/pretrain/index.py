@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pipeline.checks import check_split
 from pipeline.io import write_json
 from pipeline.pretrain.stages import _dataset_cfg, _split
 
@@ -21,15 +22,17 @@ def index(params: dict[str, Any], *, dataset: str, out: Path) -> None:
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: dataset root of pretrain.datasets.{dataset} does not exist")
     splits: dict[str, int] = {}
-    classes: list[str] | None = None
+    classes: dict[str, list[str] | None] = {}
     for split in ("train", "val"):
         ds = _split(cfg, root, split)
-        if len(ds) == 0:
-            raise ValueError(f"{root}: split '{split}' of {dataset} is empty")
+        # not empty, labels within num_classes; class folders (ImageFolder, ES-UCF101) number num_classes
+        check_split(ds, f"{root}: split '{split}' of {dataset}", cfg["num_classes"])
         splits[split] = len(ds)
-        classes = classes or [str(c) for c in getattr(ds, "classes", [])] or None
-    n_classes = len(classes) if classes else None
-    if n_classes is not None and n_classes != cfg["num_classes"]:
-        raise ValueError(f"{root}: found {n_classes} classes but pretrain.datasets.{dataset}.num_classes is {cfg['num_classes']}")
+        classes[split] = [str(c) for c in ds.classes] if hasattr(ds, "classes") else None
+    if classes["train"] != classes["val"]:
+        # ImageFolder numbers class folders per split: different folders would silently swap labels
+        raise ValueError(f"{root}: train/ and val/ have different class folders "
+                         f"(only in train: {sorted(set(classes['train']) - set(classes['val']))}, "
+                         f"only in val: {sorted(set(classes['val']) - set(classes['train']))})")
     write_json(out, {"dataset": dataset, "format": cfg["format"], "root": str(root),
-                     "classes": classes, "splits": splits})
+                     "classes": classes["train"], "splits": splits})

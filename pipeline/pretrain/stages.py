@@ -16,7 +16,8 @@ from torch.utils.data import DataLoader, Dataset
 from pipeline import distributed
 from pipeline.data.batching import collate_skipping, materialize
 from pipeline.distributed import Dist, ShardedBatchSampler, distributed_stage
-from pipeline.io import atomic_dir, load_torch, read_json, save_torch, write_json
+from pipeline.checks import check_classes, check_index, check_split, load_checkpoint
+from pipeline.io import atomic_dir, read_json, save_torch, write_json
 from pipeline.models.resnet_twins import TwinConfig, build_twin, count_parameters
 from pipeline.precision import Precision
 from pipeline.resume import ResumeState, fingerprint
@@ -87,6 +88,7 @@ def build_loaders(params: dict, dataset: str, root: Path, batch_size: int, gen: 
     loaders, skipped = [], []
     for split in ("train", "val"):
         ds = _split(dcfg, root, split)
+        check_split(ds, f"{root}: split '{split}' of dataset '{dataset}'", dcfg["num_classes"])
         if dcfg["in_memory"]:
             # binary event frames cached as uint8 (4x smaller); the loop casts to float
             ds, bad = materialize(ds, torch.uint8 if dcfg["format"] in EVENT_FORMATS else None)
@@ -169,6 +171,7 @@ def pretrain_ann(params: dict, *, dataset: str, data: Path, ckpt: Path, live: Pa
     gen = seed_everything(params["pretrain"]["seed"])
     if _dataset_cfg(params, dataset)["format"] != "imagefolder":
         raise ValueError(f"pretrain-ann needs a static (imagefolder) dataset, '{dataset}' is not")
+    check_index(data, dataset)
     model = build_twin(_model_cfg(params, "ann", dataset))
     _train(params, role="ann_pretrain", dataset=dataset, pipeline=None, model=model,
            train_cfg=params["pretrain"]["ann"], data=data, ckpt=ckpt, live=live, extra={}, gen=gen,
@@ -179,13 +182,13 @@ def transfer(params: dict, *, pipeline: str, ann: Path, out: Path, report: Path)
     """Build the SNN for the pipeline's target dataset and load the pretrained ANN into it name for name."""
     seed_everything(params["pretrain"]["seed"])
     pcfg = _pipeline_cfg(params, pipeline)
-    state = load_torch(ann)
-    if state.get("role") != "ann_pretrain":
-        raise ValueError(f"{ann}: expected an ANN pretraining checkpoint, found role {state.get('role')!r}")
+    state = load_checkpoint(ann, "ann")
     if state.get("dataset") != pcfg["source"]:
         raise ValueError(f"{ann}: ANN was pretrained on '{state.get('dataset')}', pipeline {pipeline} "
                          f"expects source '{pcfg['source']}'")
     src_cfg = state["model_config"]
+    check_classes(src_cfg["num_classes"], _dataset_cfg(params, pcfg["source"])["num_classes"],
+                  f"{ann}: the ANN", f"pretrain.datasets.{pcfg['source']}.num_classes")
     tgt = _model_cfg(params, "snn", pcfg["target"])
     # the topology comes from the ANN so the names match; inputs/classes from the target data
     snn_cfg = TwinConfig(**{**src_cfg, "kind": "snn", "in_channels": tgt.in_channels, "num_classes": tgt.num_classes,
@@ -208,9 +211,16 @@ def finetune_snn(params: dict, *, pipeline: str, init: Path, data: Path, ckpt: P
     """Fine-tune the transferred SNN on the pipeline's target dataset (optional frozen warm-up)."""
     gen = seed_everything(params["pretrain"]["seed"])
     pcfg = _pipeline_cfg(params, pipeline)
-    state = load_torch(init)
-    if state.get("pipeline") != pipeline or "transfer" not in state:
-        raise ValueError(f"{init}: expected the transfer output of pipeline {pipeline}")
+    state = load_checkpoint(init, "transfer")
+    if state["pipeline"] != pipeline:
+        raise ValueError(f"{init}: transfer output of pipeline {state['pipeline']}, expected pipeline {pipeline}")
+    target = _model_cfg(params, "snn", pcfg["target"])
+    check_classes(state["model_config"]["num_classes"], target.num_classes, f"{init}: the transferred SNN",
+                  f"pretrain.datasets.{pcfg['target']}.num_classes")
+    if state["model_config"]["in_channels"] != target.in_channels:
+        raise ValueError(f"{init}: the transferred SNN takes {state['model_config']['in_channels']} input channels, "
+                         f"dataset '{pcfg['target']}' has {target.in_channels}")
+    check_index(data, pcfg["target"])
     model = build_twin(state["model_config"])
     model.load_state_dict(state["model"])
     rep = state["transfer"]
@@ -232,5 +242,6 @@ def train_snn_scratch(params: dict, *, dataset: str, data: Path, ckpt: Path, liv
     """Baseline: the same SNN topology trained from random initialisation."""
     gen = seed_everything(params["pretrain"]["seed"])
     model = build_twin(_model_cfg(params, "snn", dataset))
+    check_index(data, dataset)
     _train(params, role="scratch", dataset=dataset, pipeline=None, model=model,
            train_cfg=params["pretrain"]["scratch"], data=data, ckpt=ckpt, live=live, extra={}, gen=gen)

@@ -1,0 +1,144 @@
+"""A small sweep through DVC's experiment queue, as the README documents it:
+`dvc exp run --queue -S ...` twice, `dvc queue start -j 2`, `dvc queue status`,
+`dvc exp show`, on a tiny copy of the project.
+
+To stay fast the copy runs only paper B's branch (target `delays_evaluate`) with
+the one variant the swept parameter acts on (learned delays): the first
+`dvc repro` fills the cache, and each queued experiment then reruns exactly
+training and evaluation, in parallel on two workers.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import VENV_BIN, copy_project, run
+from tests.test_pipeline_e2e import tiny
+
+pytestmark = pytest.mark.e2e
+
+SWEEP = {"lrpos-005": 0.05, "lrpos-02": 0.2}  # experiment name -> delays.train.lr_positions
+EVAL = "results/delays/eval/synth/learned_delay/s0.json"
+QUEUE_TIMEOUT_S = 600
+# the workers commit each experiment: an identity for machines without a git config
+GIT_ID = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+
+def _commit(work: Path, message: str) -> None:
+    run(["git", "add", "-A"], cwd=work)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", message], cwd=work)
+
+
+def start_workers(work: Path, jobs: int) -> None:
+    """`dvc queue start -j jobs`, its output to a file: the detached workers inherit the command's
+    stdout, and a pipe (conftest.run) would keep this call waiting until the whole queue is done."""
+    log = work / ".dvc" / "tmp" / "queue-start.log"  # git-ignored, so not part of any experiment
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:
+        code = subprocess.call(["dvc", "queue", "start", "-j", str(jobs)], cwd=work, stdout=out, stderr=subprocess.STDOUT,
+                               env=dict(os.environ, PATH=f"{VENV_BIN}:{os.environ['PATH']}", **GIT_ID), timeout=120)
+    assert code == 0, log.read_text()
+
+
+def queue_status(work: Path) -> dict[str, str]:
+    """Experiment name -> Queued / Running / Success / Failed, parsed from `dvc queue status`."""
+    out = run(["dvc", "queue", "status"], cwd=work).stdout
+    rows = re.findall(r"^\w+\s+(\S+)\s+.*?\s(Queued|Running|Success|Failed)\s*$", out, flags=re.M)
+    return dict(rows)
+
+
+def processes_in(work: Path) -> list[int]:
+    """Live processes working in the project copy (queue workers and the experiments they run)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cwd = Path(os.readlink(proc / "cwd"))
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:  # gone, or not ours to inspect
+            continue
+        if state != "Z" and (cwd == work or work in cwd.parents):
+            pids.append(int(proc.name))
+    return pids
+
+
+def experiments(show: list[dict]) -> dict[str, dict]:
+    """Experiment name -> its `data` (params, metrics) from `dvc exp show --json`."""
+    found: dict[str, dict] = {}
+
+    def walk(node: dict) -> None:
+        if node.get("name") in SWEEP and node.get("data"):
+            found[node["name"]] = node["data"]
+        for exp in node.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                walk(rev)
+
+    for node in show:
+        walk(node)
+    return found
+
+
+def test_queued_sweep_runs_two_experiments_side_by_side(tmp_path: Path) -> None:
+    t0 = time.perf_counter()
+    work = copy_project(tmp_path).resolve()
+    params = tiny(yaml.safe_load((work / "params.yaml").read_text()))
+    params["delays"]["variants"] = ["learned_delay"]  # lr_positions trains delay positions: only this variant has them
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (work / ".gitignore").write_text("/data/\n/models/\n/logs/\n.snakemake/\n")
+    _commit(work, "tiny")
+    run(["dvc", "repro", "delays_evaluate"], cwd=work)
+    _commit(work, "baseline")  # queued experiments start from HEAD
+    t_repro = time.perf_counter() - t0
+
+    for name, value in SWEEP.items():
+        run(["dvc", "exp", "run", "--queue", "-n", name, "-S", f"delays.train.lr_positions={value}",
+             "delays_evaluate"], cwd=work)
+    assert queue_status(work) == {name: "Queued" for name in SWEEP}
+    most_running = 0
+    try:
+        start_workers(work, 2)
+        deadline = time.monotonic() + QUEUE_TIMEOUT_S
+        while True:
+            status = queue_status(work)
+            most_running = max(most_running, sum(s == "Running" for s in status.values()))
+            if all(s in ("Success", "Failed") for s in status.values()):
+                break
+            assert time.monotonic() < deadline, f"queue not done after {QUEUE_TIMEOUT_S} s: {status}"
+            time.sleep(2)
+        failed = [name for name, s in status.items() if s == "Failed"]
+        assert not failed, "\n".join(run(["dvc", "queue", "logs", n], cwd=work, check=False).stdout[-4000:] for n in failed)
+        for name in SWEEP:  # each experiment reran training and evaluation, nothing upstream
+            logs = run(["dvc", "queue", "logs", name], cwd=work).stdout
+            assert set(re.findall(r"Running stage '([^']+)'", logs)) == {
+                "delays_train@synth-learned_delay-0", "delays_evaluate@synth-learned_delay-0"}, logs[-4000:]
+    finally:
+        run(["dvc", "queue", "stop", "--kill"], cwd=work, check=False)
+        deadline = time.monotonic() + 60
+        while processes_in(work) and time.monotonic() < deadline:
+            time.sleep(1)
+        survivors = processes_in(work)
+        for pid in survivors:  # started by this test; do not leave them running after a failure
+            os.kill(pid, signal.SIGKILL)
+    t_queue = time.perf_counter() - t0 - t_repro
+    assert survivors == [], f"queue processes still running after `dvc queue stop --kill`: {survivors}"
+    assert most_running == 2, "the two experiments never ran at the same time"
+
+    exps = experiments(json.loads(run(["dvc", "exp", "show", "--json"], cwd=work).stdout))
+    assert set(exps) == set(SWEEP)
+    results = {}
+    for name, data in exps.items():
+        assert data["params"]["params.yaml"]["data"]["delays"]["train"]["lr_positions"] == SWEEP[name]
+        results[name] = data["metrics"][EVAL]["data"]
+        assert {"test_acc", "test_loss", "valid_acc", "best_test_acc"} <= set(results[name])
+    a, b = results.values()
+    assert a["test_loss"] != b["test_loss"]  # the swept parameter changed the trained model
+    print(f"baseline repro + commits {t_repro:.1f} s, queue of 2 with -j 2 {t_queue:.1f} s")
