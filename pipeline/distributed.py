@@ -93,6 +93,17 @@ def all_sum(values: Sequence[float], d: Dist, device: torch.device) -> list[floa
     return t.tolist()
 
 
+def any_rank(flag: bool, d: Dist, device: torch.device) -> bool:
+    """True when `flag` is true on any rank, so every rank takes the same branch."""
+    return all_sum([float(flag)], d, device)[0] > 0 if d.enabled else flag
+
+
+def seed_rank(seed: int, d: Dist) -> None:
+    """After the model is built: same initial weights everywhere, own dropout masks per rank."""
+    if d.enabled:
+        torch.manual_seed(seed + 1_000_003 * d.rank)
+
+
 def all_gather_object(obj: object, d: Dist) -> list[object]:
     if not d.enabled:
         return [obj]
@@ -102,7 +113,7 @@ def all_gather_object(obj: object, d: Dist) -> list[object]:
 
 
 class ShardedBatchSampler(torch.utils.data.Sampler[list[int]]):
-    """DataLoader batch sampler: a seeded permutation (or the natural order) cut into global
+    """Batch sampler (for DataLoader and pipeline.data.prepared.iterate_batches): a seeded permutation (or the natural order) cut into global
     batches, each split across ranks; the same global batches whatever the world size."""
 
     def __init__(self, n: int, batch_size: int, shuffle: bool, generator: torch.Generator | None, d: Dist) -> None:

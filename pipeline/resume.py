@@ -26,6 +26,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
+from pipeline.distributed import Dist, any_rank
 from pipeline.io import load_torch, save_torch
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -116,8 +117,14 @@ class ResumeState:
             self.path.unlink(missing_ok=True)
 
 
-def non_finite_error(loss: float, epoch: int, batch: int, resumer: ResumeState, last_good: int) -> FloatingPointError:
-    """The error a training stage stops with on a NaN/inf loss (epoch and batch 1-based)."""
+def check_finite(loss: torch.Tensor, epoch: int, batch: int, resumer: ResumeState, last_good: int,
+                 d: Dist, device: torch.device) -> None:
+    """Stop a training stage on a NaN/inf loss on any rank (epoch and batch 1-based), naming the last good state."""
+    if any_rank(not bool(torch.isfinite(loss)), d, device):
+        raise _non_finite_error(float(loss.detach()), epoch, batch, resumer, last_good)
+
+
+def _non_finite_error(loss: float, epoch: int, batch: int, resumer: ResumeState, last_good: int) -> FloatingPointError:
     if not last_good:
         where = "no epoch had completed, so there is no checkpoint to keep"
     elif resumer.enabled:

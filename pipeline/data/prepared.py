@@ -14,6 +14,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from pipeline.distributed import Dist, ShardedBatchSampler
 from pipeline.io import load_torch, save_torch
 
 FORMAT_VERSION = 1
@@ -123,8 +124,9 @@ def iterate_batches(
     shuffle: bool = False,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
+    d: Dist = Dist(),
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (x (T, B, C), y (B,)); seeded shuffling through `generator`; last batch may be smaller."""
-    order = torch.randperm(len(split), generator=generator) if shuffle else torch.arange(len(split))
-    for start in range(0, len(split), batch_size):
-        yield split.batch(order[start : start + batch_size], device)
+    """Yield (x (T, B, C), y (B,)); seeded shuffling through `generator`; last batch may be smaller.
+    In a distributed run (`d`) each rank gets its share of every global batch (ShardedBatchSampler)."""
+    for idx in ShardedBatchSampler(len(split), batch_size, shuffle, generator, d):
+        yield split.batch(torch.as_tensor(idx, dtype=torch.int64), device)

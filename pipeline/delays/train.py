@@ -15,12 +15,12 @@ from typing import Any
 import torch
 
 from pipeline import distributed
-from pipeline.data.prepared import Split
-from pipeline.distributed import Dist, all_sum, shard_batches, shard_eval
+from pipeline.data.prepared import Split, iterate_batches
+from pipeline.distributed import Dist, all_sum
 from pipeline.io import save_torch
 from pipeline.models.delay_snn import DelaySNN, class_scores, count_trainable, kernel_size, loss_fn, reset, sigma_at
 from pipeline.precision import Precision
-from pipeline.resume import KillSwitch, ResumeState, fingerprint, non_finite_error, rng_state, set_rng_state
+from pipeline.resume import KillSwitch, ResumeState, check_finite, fingerprint, rng_state, set_rng_state
 from pipeline.runtime import pick_device, seed_everything
 
 
@@ -32,10 +32,8 @@ def evaluate_rounded(model: DelaySNN, split: Split, batch_size: int, device: tor
     With several processes each scores its share of the split and the counts are summed.
     """
     correct, loss_sum = 0, 0.0
-    idx = shard_eval(len(split), d)
     with model.rounded():
-        for start in range(0, len(idx), batch_size):
-            x, y = split.batch(idx[start : start + batch_size], device)
+        for x, y in iterate_batches(split, batch_size, device=device, d=d):
             out = model(x)
             loss_sum += float(loss_fn(out.float(), y)) * len(y)
             correct += int((class_scores(out).argmax(1) == y).sum())
@@ -91,8 +89,7 @@ def fit(
     torch.set_flush_denormal(True)
     n_classes = int(splits["train"].meta["n_classes"])
     core = build_model(splits["train"].n_channels, n_classes, variant, set_cfg).to(device)
-    if d.enabled:  # same initial weights everywhere (seeded above), own dropout masks per rank
-        torch.manual_seed(seed + 1_000_003 * d.rank)
+    distributed.seed_rank(seed, d)
     model = distributed.wrap(core, d, device)
     prec = Precision(amp, device)
     epochs, batch_size = int(set_cfg["epochs"]), int(set_cfg["batch_size"])
@@ -153,20 +150,14 @@ def fit(
         lr, lr_pos = opt_w.param_groups[0]["lr"], (opt_p.param_groups[0]["lr"] if opt_p else 0.0)
         model.train()
         loss_sum, correct, seen = 0.0, 0, 0
-        order = torch.randperm(len(splits["train"]), generator=gen)
-        batches = list(shard_batches(order, batch_size, d))
+        batches = iterate_batches(splits["train"], batch_size, shuffle=True, generator=gen, device=device, d=d)
         bar = tqdm(batches, desc=f"{variant} s{seed} epoch {epoch + 1}/{epochs}", leave=False, mininterval=2.0,
                    disable=not d.is_main)
-        for b, idx in enumerate(bar):
-            x, y = splits["train"].batch(idx, device)
+        for b, (x, y) in enumerate(bar):
             with prec.autocast():
                 out = model(x)
             loss = loss_fn(out.float(), y)
-            bad = not bool(torch.isfinite(loss))
-            if d.enabled:
-                bad = all_sum([float(bad)], d, device)[0] > 0
-            if bad:
-                raise non_finite_error(float(loss.detach()), epoch + 1, b + 1, resumer, epoch)
+            check_finite(loss, epoch + 1, b + 1, resumer, epoch, d, device)
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
             prec.backward_and_step(loss, optimizers)

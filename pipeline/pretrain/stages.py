@@ -121,8 +121,7 @@ def _train(params: dict, *, role: str, dataset: str, pipeline: str | None, model
            data: Path, ckpt: Path, live: Path, extra: dict[str, Any], gen: torch.Generator,
            epoch_hook=None, inputs: tuple[Path, ...] = ()) -> None:
     d, device = distributed.setup(pick_device(params["device"]))
-    if d.enabled:  # same initial weights everywhere (seeded before the model was built), own RNG per rank
-        torch.manual_seed(params["pretrain"]["seed"] + 1_000_003 * d.rank)
+    distributed.seed_rank(params["pretrain"]["seed"], d)  # the model was built (seeded) before
     train_loader, val_loader, skipped = build_loaders(params, dataset, data, train_cfg["batch_size"], gen, d)
     n_params = count_parameters(model)
     precision = Precision(params["amp"], device)

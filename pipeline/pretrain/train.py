@@ -22,7 +22,7 @@ from pipeline.distributed import Dist, all_sum, unwrap
 from pipeline.io import save_torch
 from pipeline.models.resnet_twins import ResNetTwin
 from pipeline.precision import Precision
-from pipeline.resume import KillSwitch, ResumeState, non_finite_error, rng_state, set_rng_state
+from pipeline.resume import KillSwitch, ResumeState, check_finite, rng_state, set_rng_state
 from pipeline.tracking import EpochLog
 
 
@@ -86,11 +86,7 @@ def _step_batches(model: nn.Module, loader: DataLoader, device: torch.device, tr
                 out = model(x)
             loss = crit(out.float(), y)
             if train:
-                nonfinite = not bool(torch.isfinite(loss))
-                if ctx.dist.enabled:
-                    nonfinite = all_sum([float(nonfinite)], ctx.dist, device)[0] > 0
-                if nonfinite:
-                    raise non_finite_error(float(loss.detach()), epoch, b + 1, ctx.resumer, epoch - 1)
+                check_finite(loss, epoch, b + 1, ctx.resumer, epoch - 1, ctx.dist, device)
                 optimizer.zero_grad(set_to_none=True)
                 ctx.precision.backward_and_step(loss, [optimizer])
             if is_snn:

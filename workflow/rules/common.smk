@@ -27,6 +27,7 @@ DELAYS_DATA_CODE = [
     "pipeline/data/synth_shd.py",
     "pipeline/delays/__init__.py",
     "pipeline/delays/data_stages.py",
+    "pipeline/distributed.py",
 ]
 DELAYS_TRAIN_CODE = DELAYS_DATA_CODE + [
     "pipeline/delays/stages.py",
@@ -38,7 +39,6 @@ DELAYS_TRAIN_CODE = DELAYS_DATA_CODE + [
     "pipeline/models/spectral_conv.py",
     "pipeline/tracking.py",
     "pipeline/checks.py",
-    "pipeline/distributed.py",
     "pipeline/precision.py",
     "pipeline/resume.py",
 ]
