@@ -86,18 +86,25 @@ def reference_seconds(samples: int = 3) -> float:
         torch.set_num_threads(threads)
 
 
-def copy_project(dst: Path, params: dict[str, Any]) -> Path:
-    """The project's tracked layout (code, rules, params) in dst, as a committed git work tree (DVC needs one)."""
-    for name in ["Snakefile", "dvc.yaml", "pyproject.toml", ".dvcignore"]:
+def copy_project(dst: Path, params: dict[str, Any] | None = None, commit: bool = True) -> Path:
+    """The project's tracked layout (code, rules, params) in dst, as a git work tree (DVC needs one).
+
+    `params` replaces params.yaml; `commit` commits the copy (data, models, logs ignored).
+    The tests' copies (tests/conftest.py) come from here too."""
+    names = ["Snakefile", "dvc.yaml", "pyproject.toml", ".dvcignore"] + (["params.yaml"] if params is None else [])
+    for name in names:
         if (REPO / name).exists():
             shutil.copy2(REPO / name, dst / name)
     for name in ["pipeline", "workflow", ".dvc"]:
         shutil.copytree(REPO / name, dst / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
-    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (dst / ".gitignore").write_text("/data/\n/models/\n/logs/\n.snakemake/\n")
+    if params is not None:
+        (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git = ["git", "-c", "user.email=bench@localhost", "-c", "user.name=bench"]
-    for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "benchmark copy"]):
-        subprocess.run(git + cmd, cwd=dst, check=True, capture_output=True)
+    subprocess.run(git + ["init", "-q"], cwd=dst, check=True, capture_output=True)
+    if commit:
+        (dst / ".gitignore").write_text("/data/\n/models/\n/logs/\n.snakemake/\n")
+        for cmd in (["add", "-A"], ["commit", "-qm", "project copy"]):
+            subprocess.run(git + cmd, cwd=dst, check=True, capture_output=True)
     return dst
 
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,11 +29,7 @@ def params() -> dict:
 
 
 def copy_project(dst: Path) -> Path:
-    """A copy of the project's tracked layout (code, rules, params), without data or results."""
-    for name in ["Snakefile", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore"]:
-        if (REPO / name).exists():
-            shutil.copy2(REPO / name, dst / name)
-    for name in ["pipeline", "workflow", ".dvc"]:
-        shutil.copytree(REPO / name, dst / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
-    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)  # DVC needs a git work tree
-    return dst
+    """A copy of the project's tracked layout (code, rules, params), without data or results; git-initialised."""
+    from benchmarks.project import copy_project as copy_layout
+
+    return copy_layout(dst, commit=False)
