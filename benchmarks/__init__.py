@@ -1,0 +1,1 @@
+"""Benchmarks of the hot paths and the pipeline: `python -m benchmarks`."""

@@ -1,0 +1,1 @@
+"""SNN reproduction pipeline: `python -m pipeline <stage>` runs one stage (see pipeline/cli.py)."""

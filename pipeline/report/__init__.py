@@ -1,0 +1,1 @@
+"""Report stage: tables, plots and the metrics summary across both papers."""
