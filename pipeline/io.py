@@ -62,8 +62,11 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """torch.save, atomically and byte-reproducibly."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        # A file object, not the path: torch names the zip records after the file it is given, and the
+        # temporary name is random, so equal tensors would give different bytes (and DVC hashes).
+        torch.save(obj, f)
 
 
 def load_torch(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
