@@ -89,9 +89,9 @@ def reference_seconds(samples: int = 3) -> float:
 def copy_project(dst: Path, params: dict[str, Any] | None = None, commit: bool = True) -> Path:
     """The project's tracked layout (code, rules, params) in dst, as a git work tree (DVC needs one).
 
-    `params` replaces params.yaml; `commit` commits the copy (data, models, logs ignored).
+    `params` replaces params.yaml; `commit` commits the copy (what the project's .gitignore ignores left out).
     The tests' copies (tests/conftest.py) come from here too."""
-    names = ["Snakefile", "dvc.yaml", "pyproject.toml", ".dvcignore"] + (["params.yaml"] if params is None else [])
+    names = ["Snakefile", "dvc.yaml", "pyproject.toml", ".dvcignore", ".gitignore"] + (["params.yaml"] if params is None else [])
     for name in names:
         if (REPO / name).exists():
             shutil.copy2(REPO / name, dst / name)
@@ -102,7 +102,6 @@ def copy_project(dst: Path, params: dict[str, Any] | None = None, commit: bool =
     git = ["git", "-c", "user.email=bench@localhost", "-c", "user.name=bench"]
     subprocess.run(git + ["init", "-q"], cwd=dst, check=True, capture_output=True)
     if commit:
-        (dst / ".gitignore").write_text("/data/\n/models/\n/logs/\n.snakemake/\n")
         for cmd in (["add", "-A"], ["commit", "-qm", "project copy"]):
             subprocess.run(git + cmd, cwd=dst, check=True, capture_output=True)
     return dst

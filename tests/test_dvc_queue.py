@@ -93,7 +93,6 @@ def test_queued_sweep_runs_two_experiments_side_by_side(tmp_path: Path) -> None:
     params = tiny(yaml.safe_load((work / "params.yaml").read_text()))
     params["delays"]["variants"] = ["learned_delay"]  # lr_positions trains delay positions: only this variant has them
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (work / ".gitignore").write_text("/data/\n/models/\n/logs/\n.snakemake/\n")
     _commit(work, "tiny")
     run(["dvc", "repro", "delays_evaluate"], cwd=work)
     _commit(work, "baseline")  # queued experiments start from HEAD

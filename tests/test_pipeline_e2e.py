@@ -33,7 +33,6 @@ def project(tmp_path_factory) -> Path:
     work = copy_project(tmp_path_factory.mktemp("e2e"))
     params = tiny(yaml.safe_load((work / "params.yaml").read_text()))
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (work / ".gitignore").write_text("/data/\n/models/\n/logs/\n.snakemake/\n")
     run(["git", "add", "-A"], cwd=work)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "tiny"], cwd=work)
     return work
@@ -71,6 +70,18 @@ def test_snakemake_runs_caches_and_reruns_only_what_a_param_touches(project: Pat
     proc = run(["snakemake", "-n", "--cores", "1"], cwd=project)
     planned = [r for r in re.findall(r"^rule (\w+):$", proc.stdout, flags=re.M) if r != "all"]
     assert sorted(planned) == ["finetune_snn", "finetune_snn", "report"]
+
+
+def test_snakemakes_directory_markers_are_invisible_to_git_and_dvc(project: Path) -> None:
+    """Snakemake leaves a .snakemake_timestamp in every directory output it writes: these must not
+    show up as new files in git or as changed outputs in DVC (which hashes directories whole)."""
+    _set(project, "pretrain.finetune.epochs", 1)
+    run(["snakemake", "--cores", "2"], cwd=project)
+    markers = [str(p.relative_to(project)) for p in project.rglob(".snakemake_timestamp")]
+    assert any(m.startswith("results/") for m in markers)  # git-tracked directory outputs get them too
+    assert ".snakemake_timestamp" not in run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=project).stdout
+    ignored = run(["dvc", "check-ignore", *markers], cwd=project).stdout.split()
+    assert sorted(ignored) == sorted(markers)
 
 
 def test_dvc_repro_caches_and_reruns_only_what_a_param_touches(project: Path) -> None:
