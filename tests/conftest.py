@@ -28,8 +28,10 @@ def params() -> dict:
         return yaml.safe_load(f)
 
 
-def copy_project(dst: Path) -> Path:
-    """A copy of the project's tracked layout (code, rules, params), without data or results; git-initialised."""
+def copy_project(dst: Path, params: dict | None = None, commit: bool = False) -> Path:
+    """A copy of the project's tracked layout (code, rules, params), without data or results; git-initialised.
+
+    `params` replaces params.yaml; `commit` commits the copy (benchmarks.project.copy_project)."""
     from benchmarks.project import copy_project as copy_layout
 
-    return copy_layout(dst, commit=False)
+    return copy_layout(dst, params, commit)

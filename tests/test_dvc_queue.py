@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import VENV_BIN, copy_project, run
+from tests.conftest import REPO, VENV_BIN, copy_project, run
 from tests.test_pipeline_e2e import tiny
 
 pytestmark = pytest.mark.e2e
@@ -89,11 +89,9 @@ def experiments(show: list[dict]) -> dict[str, dict]:
 
 def test_queued_sweep_runs_two_experiments_side_by_side(tmp_path: Path) -> None:
     t0 = time.perf_counter()
-    work = copy_project(tmp_path).resolve()
-    params = tiny(yaml.safe_load((work / "params.yaml").read_text()))
+    params = tiny(yaml.safe_load((REPO / "params.yaml").read_text()))
     params["delays"]["variants"] = ["learned_delay"]  # lr_positions trains delay positions: only this variant has them
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _commit(work, "tiny")
+    work = copy_project(tmp_path, params, commit=True).resolve()
     run(["dvc", "repro", "delays_evaluate"], cwd=work)
     _commit(work, "baseline")  # queued experiments start from HEAD
     t_repro = time.perf_counter() - t0

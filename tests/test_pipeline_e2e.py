@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import copy_project, run
+from tests.conftest import REPO, copy_project, run
 
 pytestmark = pytest.mark.e2e
 
@@ -30,12 +30,8 @@ def tiny(params: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    work = copy_project(tmp_path_factory.mktemp("e2e"))
-    params = tiny(yaml.safe_load((work / "params.yaml").read_text()))
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "add", "-A"], cwd=work)
-    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "tiny"], cwd=work)
-    return work
+    params = tiny(yaml.safe_load((REPO / "params.yaml").read_text()))
+    return copy_project(tmp_path_factory.mktemp("e2e"), params, commit=True)
 
 
 def _set(work: Path, dotted: str, value) -> None:
