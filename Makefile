@@ -24,12 +24,12 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 # Main job: the full default pipeline on the embedded data.
 run: venv
-	snakemake --cores $(CORES) --workflow-profile workflow/profiles/default
+	snakemake --cores $(CORES)
 
 test: venv
 	python -m pytest -q
 
-# Benchmarks of issue #6 (about 5 min on 2 cores): results/bench/*.json and a ratio table.
+# Benchmarks (docs/benchmarks.md): results/bench/*.json and a ratio table.
 # BENCH_ARGS="--quick" or "--only binning" narrows it.
 bench: venv
 	python -m benchmarks $(BENCH_ARGS)

@@ -24,7 +24,7 @@ import torch
 from benchmarks.common import RESULTS, save
 from pipeline.io import read_json
 
-# --only name -> module, in the order of issue #6 (lif: the LIF loop measurement of its targets)
+# --only name -> module
 BENCHMARKS: dict[str, str] = {
     "delay_step": "benchmarks.bench_delay_step",
     "integer_inference": "benchmarks.bench_integer_inference",
@@ -32,6 +32,8 @@ BENCHMARKS: dict[str, str] = {
     "binning": "benchmarks.bench_binning",
     "pipeline_overhead": "benchmarks.bench_pipeline_overhead",
     "epochs": "benchmarks.bench_epochs",
+    "scale": "benchmarks.bench_scale",
+    "loaders": "benchmarks.bench_loaders",
 }
 
 

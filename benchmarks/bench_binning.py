@@ -24,6 +24,7 @@ from torch.nn.utils.rnn import pad_sequence
 from benchmarks.common import compare, default_params, ratio, save, timings
 from pipeline.data import prepared, shd
 from pipeline.delays.data_stages import prepare
+from pipeline.stage_table import build_config, stage
 from pipeline.data.synth_shd import write_synth
 
 NAME = "binning"
@@ -51,8 +52,9 @@ def bin_per_sample(
 
 def batch_per_sample(split: prepared.Split, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Split.batch written one sample at a time (slice, then pad)."""
-    samples = [split.frames[split.offsets[i] : split.offsets[i + 1]].float() for i in idx.tolist()]
-    return pad_sequence(samples), split.labels[idx]
+    samples = [torch.from_numpy(np.asarray(split.frames[split.offsets[i] : split.offsets[i + 1]])).float()
+               for i in idx.tolist()]
+    return pad_sequence(samples), torch.from_numpy(split.labels[idx.numpy()])
 
 
 def _epoch(split: prepared.Split, batch_size: int, per_sample: bool) -> int:
@@ -79,7 +81,7 @@ def main(quick: bool = False) -> dict[str, Any]:
 def _measure(quick: bool) -> dict[str, Any]:
     params = default_params()
     synth_cfg = dict(params["delays"]["synth"])
-    set_cfg = dict(params["delays"]["sets"]["synth"])
+    set_cfg = {**params["delays"]["sets"]["synth"]["data"], **params["delays"]["sets"]["synth"]["train"]}
     if quick:
         synth_cfg.update(n_train=400, n_test=100)
     with tempfile.TemporaryDirectory(prefix="bench_binning_") as tmp:
@@ -97,9 +99,10 @@ def _measure(quick: bool) -> dict[str, Any]:
         binning = {name: statistics.median(s) for name, s in samples.items()}
         best = {name: min(s) for name, s in samples.items()}
 
-        params["delays"]["sets"]["synth"]["root"] = str(raw)
-        prepare(params, dataset="synth", out=Path(tmp) / "prepared")
-        split = prepared.load_split(Path(tmp) / "prepared" / "train.pt")
+        params["delays"]["sets"]["synth"]["data"]["root"] = str(raw)
+        prepare(build_config(stage("delays_prepare"), params, {"dataset": "synth"}), dataset="synth",
+                out=Path(tmp) / "prepared")
+        split = prepared.load_split(Path(tmp) / "prepared" / "train")
     batch_size = int(set_cfg["batch_size"])
     idx = torch.randperm(len(split), generator=torch.Generator().manual_seed(1))[:batch_size]
     x_ours, y_ours = split.batch(idx)

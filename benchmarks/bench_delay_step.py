@@ -24,11 +24,11 @@ import torch
 import yaml
 
 from benchmarks.common import REPO, compare, default_params, ratio, save
-from pipeline.models.delay_snn import SIGMA_FINAL, DelaySNN, kernel_size, loss_fn, reset
+from pipeline.models.delay_snn import DelaySNN, kernel_size, loss_fn, reset
 
 NAME = "delay_step"
 PRESET = REPO / "workflow" / "presets" / "paper-delays.yaml"
-SHD_CLASSES = 20  # specs/delays.md
+SHD_CLASSES = 20  # SHD: digits 0-9 in English and German
 BATCH, T_STEPS = 32, 100
 VERIFY_BATCH = 8
 INPUT_RATE = 0.5  # mean spike count per 10 ms frame and pooled channel, about SHD's
@@ -37,10 +37,11 @@ INPUT_RATE = 0.5  # mean spike count per 10 ms frame and pooled channel, about S
 def paper_model(seed: int = 0) -> DelaySNN:
     """The SHD paper-settings learned-delay model: 140 inputs (700 pooled by 5), 2 x 256, K = 25."""
     shd = yaml.safe_load(Path(PRESET).read_text())["delays"]["sets"]["shd"]
+    data, net = shd["data"], shd["train"]
     torch.manual_seed(seed)
-    return DelaySNN(n_in=-(-shd["n_channels"] // shd["pool"]), hidden=list(shd["hidden"]), n_out=SHD_CLASSES,
-                    variant="learned_delay", kernel=kernel_size(shd["max_delay_ms"], shd["time_step_ms"]),
-                    tau=shd["tau_ms"] / shd["time_step_ms"], dropout=shd["dropout"])
+    return DelaySNN(n_in=-(-data["n_channels"] // data["pool"]), hidden=list(net["hidden"]), n_out=SHD_CLASSES,
+                    variant="learned_delay", kernel=kernel_size(net["max_delay_ms"], data["time_step_ms"]),
+                    tau=net["tau_ms"] / data["time_step_ms"], dropout=net["dropout"])
 
 
 def make_inputs(n_in: int, dtype: torch.dtype = torch.float32, batch: int = BATCH) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,15 +50,15 @@ def make_inputs(n_in: int, dtype: torch.dtype = torch.float32, batch: int = BATC
     return x, torch.randint(0, SHD_CLASSES, (batch,), generator=gen)
 
 
-def training_step(model: DelaySNN, train_cfg: dict[str, Any], x: torch.Tensor,
+def training_step(model: DelaySNN, recipe: dict[str, Any], x: torch.Tensor,
                   y: torch.Tensor) -> Callable[[], torch.Tensor]:
     """A closure running one step of train.fit's inner loop on (x, y) with its own optimisers."""
     groups = model.param_groups()
     opt_w = torch.optim.Adam([
-        {"params": groups["weights"], "lr": train_cfg["lr"], "weight_decay": train_cfg["weight_decay"]},
-        {"params": groups["bn"], "lr": train_cfg["lr"], "weight_decay": 0.0},
+        {"params": groups["weights"], "lr": recipe["lr"], "weight_decay": recipe["weight_decay"]},
+        {"params": groups["bn"], "lr": recipe["lr"], "weight_decay": 0.0},
     ])
-    opt_p = torch.optim.Adam(groups["positions"], lr=train_cfg["lr_positions"], weight_decay=0.0)
+    opt_p = torch.optim.Adam(groups["positions"], lr=recipe["lr_positions"], weight_decay=0.0)
 
     def step() -> torch.Tensor:
         model.train()
@@ -120,7 +121,8 @@ def main(quick: bool = False, threads: int | None = None) -> dict[str, Any]:
     threads = threads or int(params["threads"]) or torch.get_num_threads()
     torch.set_num_threads(threads)  # as the stages run
     torch.set_flush_denormal(True)  # as train.fit does, for both candidates
-    train_cfg = params["delays"]["train"]
+    recipe = params["delays"]["recipe"]
+    sigma_final = float(recipe["sigma_final"])
     base = paper_model()
     kernel = base.kernel
     x, y = make_inputs(base.config["n_in"])
@@ -131,14 +133,14 @@ def main(quick: bool = False, threads: int | None = None) -> dict[str, Any]:
         "sigmas": {},
     }
     ratios = {}
-    for sigma in (float(kernel // 2), SIGMA_FINAL):
-        checks = verify(base, sigma) if not quick or sigma == SIGMA_FINAL else {}
+    for sigma in (float(kernel // 2), sigma_final):
+        checks = verify(base, sigma) if not quick or sigma == sigma_final else {}
         models = {"straightforward": copy.deepcopy(base), "ours": copy.deepcopy(base)}
         models["straightforward"].set_fast_paths(False)
         steps = {}
         for name, m in models.items():
             m.set_sigma(sigma)
-            steps[name] = training_step(m, train_cfg, x, y)
+            steps[name] = training_step(m, recipe, x, y)
         secs = compare(steps, repeats=2 if quick else 4)
         r = ratio(secs["straightforward"], secs["ours"])
         result["sigmas"][f"{sigma:g}"] = {"seconds": secs, "ratio_ours_vs_straightforward": r, "max_rel_diff": checks}
@@ -163,7 +165,7 @@ def profile(sigma: float) -> None:
     for name, fast in (("straightforward", False), ("ours", True)):
         m = copy.deepcopy(base)
         m.set_fast_paths(fast)
-        step = training_step(m, params["delays"]["train"], x, y)
+        step = training_step(m, params["delays"]["recipe"], x, y)
         step()
         with torch_profile() as prof:
             step()
@@ -178,7 +180,7 @@ if __name__ == "__main__":
     parser.add_argument("--threads", type=int, help="torch threads (default: params.yaml's)")
     args = parser.parse_args()
     if args.profile:
-        for s in (float(paper_model().kernel // 2), SIGMA_FINAL):
+        for s in (float(paper_model().kernel // 2), float(default_params()["delays"]["recipe"]["sigma_final"])):
             profile(s)
     else:
         print(save(NAME, main(quick=args.quick, threads=args.threads)))

@@ -9,7 +9,7 @@ Candidates for that forward pass, no gradient, same layer and input:
 - sparse_input: the input as a CSR matrix (spikes are rare) times all K weight
   groups at once, then the K shifted slices summed;
 - spectral: pipeline.models.spectral_conv (what DelayLayer uses on the CPU).
-Shapes of the issue: 140 -> 256 with K = 25, batch 32, T = 136 (SHD-like spike
+Shapes: 140 -> 256 with K = 25, batch 32, T = 136 (SHD-like spike
 counts), and a hidden 256 -> 256 layer fed binary spikes at a 5 % rate.
 Outputs must equal dense_conv1d's up to float rounding (asserted: max |diff|
 <= 1e-5 * max |output|).

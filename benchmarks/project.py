@@ -33,7 +33,7 @@ import torch
 import yaml
 
 from benchmarks.common import REPO, default_params
-from pipeline import paths
+from pipeline.stage_table import jobs, output_paths, stage
 from pipeline.io import read_json
 
 VENV_BIN = Path(sys.executable).parent
@@ -59,11 +59,12 @@ def one_epoch_params(quick: bool) -> dict[str, Any]:
     delays, pretrain = params["delays"], params["pretrain"]
     delays["seeds"] = delays["seeds"][:1]
     for cfg in delays["sets"].values():
-        cfg["epochs"] = 1
+        cfg["train"]["epochs"] = 1
     for block in ("ann", "finetune", "scratch"):
         pretrain[block]["epochs"] = 1
     if quick:
         delays["synth"].update(n_train=400, n_test=100)
+    pretrain["motion"].update(clips_per_class_train=8, clips_per_class_val=4)
     return params
 
 
@@ -91,7 +92,7 @@ def copy_project(dst: Path, params: dict[str, Any] | None = None, commit: bool =
 
     `params` replaces params.yaml; `commit` commits the copy (what the project's .gitignore ignores left out).
     The tests' copies (tests/conftest.py) come from here too."""
-    names = ["Snakefile", "dvc.yaml", "pyproject.toml", ".dvcignore", ".gitignore"] + (["params.yaml"] if params is None else [])
+    names = ["dvc.yaml", "pyproject.toml", ".dvcignore", ".gitignore"] + (["params.yaml"] if params is None else [])
     for name in names:
         if (REPO / name).exists():
             shutil.copy2(REPO / name, dst / name)
@@ -119,11 +120,12 @@ def run(cmd: list[str], cwd: Path, timeout: float = 900) -> tuple[str, float]:
 
 
 def training_live_dirs(params: dict[str, Any]) -> dict[str, Path]:
-    """dvc.yaml stage name -> DVCLive dir (relative) of every training stage the params run."""
-    dirs = {f"delays_train@{d}-{v}-{s}": paths.delays_live(d, v, s) for d, v, s in paths.delays_runs(params)}
-    stage_of = {"ann": "pretrain_ann", "finetune": "finetune_snn", "scratch": "train_snn_scratch"}
-    for live in paths.pretrain_live_dirs(params):
-        dirs[f"{stage_of[live.parent.name]}@{live.name}"] = live
+    """DVC stage name (stage@job) -> DVCLive dir (relative) of every training stage the params run."""
+    dirs = {}
+    for name in ("delays_train", "pretrain_ann", "finetune_snn", "train_snn_scratch"):
+        st = stage(name)
+        for wildcards, live in zip(jobs(st, params), output_paths(st, "live", params)):
+            dirs[f"{name}@{'-'.join(map(str, wildcards.values()))}"] = Path(live)
     return dirs
 
 

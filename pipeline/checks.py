@@ -6,7 +6,7 @@ prints it as `error: ...`), so bad input never leaves a half-written output:
   other paper's model, another stage's output, a resume state, not a torch
   file at all) is reported as what it is;
 - datasets: a split must hold samples and its labels must fit the classifier;
-- dataset indexes (pretrain-index output) must belong to the dataset named.
+- dataset indexes (pretrain_index output) must belong to the dataset named.
 """
 from __future__ import annotations
 
@@ -26,12 +26,11 @@ def _role(role: str, *keys: str) -> Callable[[dict], bool]:
 
 # kind -> (description, test on the loaded dict); also used to say what a wrong file is
 CHECKPOINT_KINDS: dict[str, tuple[str, Callable[[dict], bool]]] = {
-    "delay_model": ("a paper-B delay-model checkpoint (delays-train)", _delay_model),
-    "ann": ("an ANN pretraining checkpoint (pretrain-ann)", _role("ann_pretrain", "model", "model_config")),
+    "delay_model": ("a paper-B delay-model checkpoint (delays_train)", _delay_model),
+    "ann": ("an ANN pretraining checkpoint (pretrain_ann)", _role("ann_pretrain", "model", "model_config")),
     "transfer": ("a transfer output (transfer)", _role("transfer", "model", "model_config", "transfer", "pipeline")),
-    "finetune": ("a fine-tuned SNN checkpoint (finetune-snn)", _role("finetune", "model", "model_config")),
-    "scratch": ("a scratch SNN checkpoint (train-snn-scratch)", _role("scratch", "model", "model_config")),
-    "prepared_split": ("a prepared paper-B data split (delays-prepare)", lambda c: "frames" in c and "version" in c),
+    "finetune": ("a fine-tuned SNN checkpoint (finetune_snn)", _role("finetune", "model", "model_config")),
+    "scratch": ("a scratch SNN checkpoint (train_snn_scratch)", _role("scratch", "model", "model_config")),
     "resume_state": ("a training resume state", lambda c: "fingerprint" in c),
 }
 
@@ -92,7 +91,7 @@ def check_index(data: str | Path, dataset: str) -> None:
     if data.suffix != ".json":
         return  # a dataset root: its splits are checked when they are opened
     if not data.is_file():
-        raise FileNotFoundError(f"{data}: dataset index not found (pretrain-index --dataset {dataset} writes it)")
+        raise FileNotFoundError(f"{data}: dataset index not found (pretrain_index --dataset {dataset} writes it)")
     try:
         index = read_json(data)
     except ValueError as err:

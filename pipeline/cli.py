@@ -1,10 +1,19 @@
-"""`python -m pipeline <stage> [--params FILE] --arg value ...`: the one entry point.
+"""`python -m pipeline [--params FILE] [--progress MODE] <stage|command> [options]`: the one entry point.
 
-Each stage is a plain function `fn(params, *, arg: type, ...)`. Its keyword-only
-arguments become `--arg` options (types from the annotations), required
-positional ones become positional arguments; `params` is the
-validated content of params.yaml (or --params FILE). Stage modules are imported
-only when their stage runs, so `--help` stays fast.
+A pipeline stage takes its options from the stage table (its wildcards, the
+input and output paths passed to it, constant options), typed by the stage
+function's annotations, and receives as its first argument a config instance
+holding exactly the parameter keys the table declares for it (resolved for the
+job's wildcards, per-run overrides merged in). Commands that are not pipeline
+stages (compare, apply_preset, fetch_data, dvc_yaml) take their options from
+their signatures. Modules are imported only when their stage runs, so `--help`
+stays fast.
+
+Every stage takes `--log FILE` (both drivers pass it): the stage's stdout and
+stderr are copied there as plain lines (pipeline/logs.py). Bad input is one
+`error:` line per problem and exit code 2; a diverged training run exits 1; a
+preempted one (SIGUSR1/SIGTERM) saves its state and exits 75; nothing else is
+caught.
 """
 from __future__ import annotations
 
@@ -14,107 +23,160 @@ import inspect
 import os
 import subprocess
 import sys
+import types
 import typing
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-# stage name -> "module:function"
-STAGES: dict[str, str] = {
-    # paper B: learnable delays
-    "delays-synth": "pipeline.delays.data_stages:synth",
-    "delays-prepare": "pipeline.delays.data_stages:prepare",
-    "delays-train": "pipeline.delays.stages:train",
-    "delays-evaluate": "pipeline.delays.stages:evaluate",
-    # paper A: ANN pretraining as a bridge to SNNs
-    "images-embedded": "pipeline.pretrain.stages:images_embedded",
-    "es-imagenet-convert": "pipeline.pretrain.stages:es_imagenet_convert",
-    "pretrain-ann": "pipeline.pretrain.stages:pretrain_ann",
-    "transfer": "pipeline.pretrain.stages:transfer",
-    "finetune-snn": "pipeline.pretrain.stages:finetune_snn",
-    "train-snn-scratch": "pipeline.pretrain.stages:train_snn_scratch",
-    # reporting
-    "report": "pipeline.report.stages:report",
-    "compare": "pipeline.report.compare:compare",
-    "pretrain-index": "pipeline.pretrain.index:index",
-    "apply-preset": "pipeline.params:apply_preset_stage",
-}
+from pipeline.stage_table import BY_NAME, COMMANDS, Stage
 
 
-def resolve(name: str) -> Callable[..., Any]:
-    module, func = STAGES[name].split(":")
+def resolve(target: str) -> Callable[..., Any]:
+    module, func = target.split(":")
     return getattr(importlib.import_module(module), func)
 
 
-def _add_option(parser: argparse.ArgumentParser, name: str, hint: Any, default: Any) -> None:
+def _option(parser: argparse.ArgumentParser, name: str, hint: Any, default: Any, positional: bool = False) -> None:
+    if positional:
+        parser.add_argument(name, type=hint if isinstance(hint, type) else str)
+        return
     flag = "--" + name.replace("_", "-")
-    required = default is inspect.Parameter.empty
-    kwargs: dict[str, Any] = {"dest": name, "required": required}
-    if not required:
+    kwargs: dict[str, Any] = {"dest": name, "required": default is inspect.Parameter.empty}
+    if default is not inspect.Parameter.empty:
         kwargs["default"] = default
     origin = typing.get_origin(hint)
     if hint is bool:
         parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
         return
     if origin in (list, Sequence, tuple):
-        (inner,) = typing.get_args(hint)[:1]
-        parser.add_argument(flag, nargs="*", type=inner, **kwargs)
+        parser.add_argument(flag, nargs="*", type=typing.get_args(hint)[0], **kwargs)
         return
-    if origin is typing.Union or str(origin) == "types.UnionType":  # Optional[X]
+    if origin in (typing.Union, types.UnionType):  # Optional[X]
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
     parser.add_argument(flag, type=hint, **kwargs)
 
 
-def build_parser(name: str, fn: Callable[..., Any]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"python -m pipeline {name}", description=inspect.getdoc(fn))
+def stage_options(st: Stage) -> list[str]:
+    """The --options of a stage function, in command order: wildcards, path arguments, constant options
+    (then --log, which the CLI handles)."""
+    from pipeline.stage_table import In
+
+    return (st.wildcards + [n for n, i in st.inputs.items() if isinstance(i, In) and i.arg]
+            + [n for n, o in st.outputs.items() if o.arg] + list(st.args))
+
+
+def build_parser(name: str, fn: Callable[..., Any], st: Stage | None) -> argparse.ArgumentParser:
+    doc = st.doc if st is not None else inspect.getdoc(fn)
+    parser = argparse.ArgumentParser(prog=f"python -m pipeline {name}", description=doc)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="parameter file (default params.yaml)")
     hints = typing.get_type_hints(fn)
-    for pname, p in inspect.signature(fn).parameters.items():
-        if pname in ("params", "params_path"):
-            continue
-        if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and p.default is inspect.Parameter.empty:
-            parser.add_argument(pname, type=hints.get(pname, str))  # positional
-        else:
-            _add_option(parser, pname, hints.get(pname, str), p.default)
+    signature = inspect.signature(fn).parameters
+    names = stage_options(st) if st is not None else [p for p in signature if p not in ("params_path",)]
+    for pname in names:
+        p = signature[pname]
+        positional = st is None and p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and p.default is inspect.Parameter.empty
+        _option(parser, pname, hints.get(pname, str), p.default, positional)
+    if st is not None:
+        parser.add_argument("--log", type=Path, default=None, help="copy the stage's output to this file")
     return parser
+
+
+GLOBAL_OPTIONS = ("--params", "--progress")
+
+
+def _global_options(argv: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Options before the stage name: `--params FILE`, `--progress auto|bar|lines`."""
+    found: dict[str, str] = {}
+    while len(argv) >= 2 and argv[0] in GLOBAL_OPTIONS:
+        found[argv[0]] = argv[1]
+        argv = argv[2:]
+    return found, argv
+
+
+def usage() -> str:
+    width = max(map(len, [*BY_NAME, *COMMANDS]))
+    lines = ["usage: python -m pipeline [--params FILE] [--progress auto|bar|lines] <stage|command> [options]", "",
+             "pipeline stages:"]
+    lines += [f"  {s.name:<{width}}  {s.doc}" for s in BY_NAME.values()]
+    lines += ["", "commands:"]
+    lines += [f"  {n:<{width}}  {(inspect.getdoc(resolve(t)) or '').splitlines()[0]}" for n, t in COMMANDS.items()]
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in STAGES:
-        print("usage: python -m pipeline <stage> [--params FILE] [options]\n\nstages:")
-        for name in STAGES:
-            print(f"  {name}")
-        if argv and argv[0] not in ("-h", "--help"):
-            print(f"\nerror: unknown stage '{argv[0]}'", file=sys.stderr)
+    options, argv = _global_options(argv)
+    if "--progress" in options:
+        from pipeline import progress
+
+        if options["--progress"] not in progress.MODES:
+            print(f"error: --progress {options['--progress']}: allowed {', '.join(progress.MODES)}", file=sys.stderr)
             return 2
+        progress.mode = options["--progress"]
+    if "--params" in options:
+        argv = [*argv[:1], "--params", options["--params"], *argv[1:]]
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
         return 0
     name, rest = argv[0], argv[1:]
-    fn = resolve(name)
-    args = vars(build_parser(name, fn).parse_args(rest))
-    params_path = args.pop("params")
-    signature = inspect.signature(fn).parameters
-    from pipeline.params import ParamsError, load_params
-
-    try:
-        if "params" in signature:
-            args["params"] = load_params(params_path)
-            from pipeline.runtime import set_threads, under_torchrun
-
-            set_threads(args["params"]["threads"])
-            if getattr(fn, "distributed", False) and args["params"]["nproc"] > 1 and not under_torchrun():
-                return _torchrun(args["params"]["nproc"], argv)
-        if "params_path" in signature:
-            args["params_path"] = params_path
-        fn(**args)
-    except (ParamsError, ValueError, FileNotFoundError) as err:
-        # Bad input is a one-line message naming what was expected, not a traceback.
-        if os.environ.get("PIPELINE_DEBUG"):
-            raise
-        print(f"error: {err}", file=sys.stderr)
+    if name not in BY_NAME and name not in COMMANDS:
+        hint = name.replace("-", "_")
+        suggestion = f" (did you mean {hint}?)" if hint in BY_NAME or hint in COMMANDS else ""
+        print(f"error: unknown stage or command '{name}'{suggestion}; `python -m pipeline --help` lists them", file=sys.stderr)
         return 2
-    except FloatingPointError as err:  # diverged training: say where, keep the last good state
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    st = BY_NAME.get(name)
+    fn = resolve(st.run if st is not None else COMMANDS[name])
+    args = vars(build_parser(name, fn, st).parse_args(rest))
+    params_path = args.pop("params")
+    from pipeline.config import ConfigError
+    from pipeline.params import ParamsError
+
+    from pipeline.logs import logging_to
+    from pipeline.training import Preempted
+
+    with logging_to(args.pop("log", None)):
+        try:
+            if st is None or "params_path" in inspect.signature(fn).parameters:
+                if "params_path" in inspect.signature(fn).parameters:
+                    args["params_path"] = params_path
+                fn(**args)
+                return 0
+            return _run_stage(st, fn, params_path, args, argv)
+        except (ParamsError, ConfigError, ValueError, FileNotFoundError) as err:
+            if os.environ.get("PIPELINE_DEBUG"):
+                raise
+            for line in str(err).strip().splitlines() or [type(err).__name__]:
+                print(line if line.startswith("error:") else f"error: {line}", file=sys.stderr)
+            return 2
+        except FloatingPointError as err:  # diverged training: say where, keep the last good state
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        except Preempted as stop:  # the state is saved: a rerun (a driver's retry) continues
+            print(stop.message, file=sys.stderr)
+            return int(stop.code)
+
+
+def _run_stage(st: Stage, fn: Callable[..., Any], params_path: Path, args: dict[str, Any], argv: list[str]) -> int:
+    from pipeline.params import load_params
+    from pipeline.runtime import set_threads, under_torchrun
+    from pipeline.stage_table import build_config
+
+    params = load_params(params_path)
+    cfg = build_config(st, params, {w: args[w] for w in st.wildcards})
+    runtime = getattr(cfg, "runtime", None)
+    # One thread unless the stage's runtime says otherwise: float reductions depend on the thread count,
+    # and Snakemake (OMP_NUM_THREADS per job) and DVC (nothing) would otherwise differ.
+    set_threads(runtime.threads if runtime is not None else 1)
+    held = None
+    if runtime is not None and not under_torchrun():  # a stage that computes on the device: its own GPU(s)
+        from pipeline.gpus import claim_for_job
+
+        nproc = runtime.nproc if st.gpus else 1
+        held = claim_for_job(str(runtime.device), nproc)
+        if nproc > 1:
+            return _torchrun(nproc, argv)
+    fn(cfg, **args)
+    del held  # the GPU locks go with the process anyway; kept referenced until the stage is done
     return 0
 
 

@@ -113,32 +113,32 @@ def all_gather_object(obj: object, d: Dist) -> list[object]:
 
 
 class ShardedBatchSampler(torch.utils.data.Sampler[list[int]]):
-    """Batch sampler (for DataLoader and pipeline.data.prepared.iterate_batches): a seeded permutation (or the natural order) cut into global
-    batches, each split across ranks; the same global batches whatever the world size."""
+    """Batch sampler (for DataLoader and pipeline.data.prepared.iterate_batches): a seeded permutation (or the
+    natural order) cut into global batches, each split across ranks; the same global batches whatever the world
+    size. `skip`: the first batches of the next pass are left out (an epoch resumed after a preemption); the
+    permutation is drawn all the same, so the generator advances as in an uninterrupted epoch."""
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool, generator: torch.Generator | None, d: Dist) -> None:
+    def __init__(self, n: int, batch_size: int, shuffle: bool, generator: torch.Generator | None, d: Dist,
+                 skip: int = 0) -> None:
         self.n, self.batch_size, self.shuffle, self.generator, self.d = n, batch_size, shuffle, generator, d
+        self.skip = skip
 
     def _order(self) -> torch.Tensor:
         return torch.randperm(self.n, generator=self.generator) if self.shuffle else torch.arange(self.n)
 
     def __iter__(self) -> Iterator[list[int]]:
+        skip, self.skip = self.skip, 0  # one pass only
         if not self.shuffle and self.d.enabled:  # evaluation: every sample once over ranks
             idx = shard_eval(self.n, self.d)
-            for start in range(0, len(idx), self.batch_size):
+            for start in range(skip * self.batch_size, len(idx), self.batch_size):
                 yield idx[start : start + self.batch_size].tolist()
             return
-        for batch in shard_batches(self._order(), self.batch_size, self.d):
-            yield batch.tolist()
+        for i, batch in enumerate(shard_batches(self._order(), self.batch_size, self.d)):
+            if i >= skip:
+                yield batch.tolist()
 
     def __len__(self) -> int:
         if not self.shuffle and self.d.enabled:
             return -(-len(shard_eval(self.n, self.d)) // self.batch_size)
         full, rest = divmod(self.n, self.batch_size)
         return full + (1 if rest and (not self.d.enabled or rest >= self.d.world) else 0)
-
-
-def distributed_stage(fn):  # type: ignore[no-untyped-def]
-    """Mark a CLI stage as data-parallel: with params['nproc'] > 1 the CLI runs it under torchrun."""
-    fn.distributed = True
-    return fn

@@ -1,13 +1,14 @@
-"""Load and validate params.yaml against workflow/schemas/params.schema.yaml.
+"""Load and check parameter files: YAML syntax, the schema and the names runs refer to.
 
-Both drivers go through the same schema: Snakemake at start-up
-(snakemake.utils.validate) and every CLI stage here, so `dvc repro` gets the
-same checks before any work starts.
+Every CLI stage runs these checks on the file it is given; both drivers run
+them, plus the data-root check of pipeline/preflight.py, before any stage does
+work. A problem is one line naming the key (or file, line and column) and what
+is allowed.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import jsonschema
 import yaml
@@ -17,7 +18,31 @@ SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "params.schema.yaml"
 
 
 class ParamsError(ValueError):
-    """A parameter file that does not match the schema."""
+    """A parameter file that cannot be used; the message says where and why."""
+
+
+def yaml_error_line(path: str | Path, err: yaml.YAMLError) -> str:
+    """`file:line:column: problem` for a YAML syntax error (lines and columns 1-based)."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"{where}: invalid YAML ({problem})"
+
+
+def read_yaml(path: str | Path, what: str = "parameter file") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: {what} not found")
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        raise ParamsError(yaml_error_line(path, err)) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: expected a mapping of parameters at the top level, found {type(data).__name__}")
+    return data
 
 
 def load_schema() -> dict[str, Any]:
@@ -30,42 +55,34 @@ def _key(path: Any) -> str:
 
 
 def _describe(err: jsonschema.ValidationError) -> str:
-    msg = f"{_key(err.absolute_path)}: {err.message}"
+    """One line: the key, what is wrong, what is allowed (never the whole schema)."""
     schema = err.schema if isinstance(err.schema, dict) else {}
-    if "enum" in schema:
-        msg += f" (allowed: {', '.join(map(str, schema['enum']))})"
-    if err.validator == "additionalProperties" and isinstance(schema.get("properties"), dict):
-        msg += f" (allowed keys: {', '.join(schema['properties'])})"
+    if err.validator == "additionalProperties":
+        unexpected = sorted(set(err.instance) - set(schema.get("properties", {}))) if isinstance(err.instance, dict) else []
+        msg = f"{_key(err.absolute_path)}: unknown key(s) {', '.join(map(repr, unexpected))}"
+        if isinstance(schema.get("properties"), dict):
+            msg += f" (allowed: {', '.join(schema['properties'])})"
+        return msg
+    if err.validator == "enum":
+        return f"{_key(err.absolute_path)}: {err.instance!r} is not allowed (allowed: {', '.join(map(str, schema['enum']))})"
+    if err.validator == "not":
+        return f"{_key(err.absolute_path)}: not allowed here"
+    message = err.message if len(err.message) < 160 else err.message[:157] + "..."
+    msg = f"{_key(err.absolute_path)}: {message}"
     if schema.get("description"):
-        msg += f" -- {schema['description']}"
+        msg += f" ({schema['description']})"
     return msg
 
 
-def validate(params: dict[str, Any], source: str = "params") -> None:
-    """Raise ParamsError listing every violation, each naming its key."""
+def schema_problems(params: Mapping[str, Any]) -> list[str]:
     validator = jsonschema.Draft202012Validator(load_schema())
     errors = sorted(validator.iter_errors(params), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        lines = "\n  ".join(_describe(e) for e in errors)
-        raise ParamsError(f"{source} does not match {SCHEMA_PATH.relative_to(REPO_ROOT)}:\n  {lines}")
+    # an `allOf`/`if` failure repeats its sub-errors: report the most specific ones
+    return list(dict.fromkeys(_describe(e) for e in errors))
 
 
-def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ParamsError(f"{path}: parameter file not found")
-    with open(path) as f:
-        params = yaml.safe_load(f) or {}
-    if not isinstance(params, dict):
-        raise ParamsError(f"{path}: expected a mapping of parameters at the top level")
-    validate(params, source=str(path))
-    check_references(params, source=str(path))
-    return params
-
-
-def check_references(params: dict[str, Any], source: str = "params") -> None:
-    """Cross-key checks a JSON schema cannot express: every name a run list
-    mentions must be defined, so a typo fails before any stage starts."""
+def reference_problems(params: Mapping[str, Any]) -> list[str]:
+    """Cross-key checks a JSON schema cannot express: every name a run list mentions is defined."""
     problems: list[str] = []
     delays = params.get("delays") or {}
     sets = delays.get("sets") or {}
@@ -73,57 +90,40 @@ def check_references(params: dict[str, Any], source: str = "params") -> None:
         if name not in sets:
             problems.append(f"delays.datasets: '{name}' is not defined in delays.sets (defined: {', '.join(sets)})")
     pre = params.get("pretrain") or {}
-    datasets = pre.get("datasets") or {}
-    for key in ("ann_datasets", "scratch_datasets"):
-        for name in pre.get(key, []):
-            if name not in datasets:
-                problems.append(f"pretrain.{key}: '{name}' is not defined in pretrain.datasets (defined: {', '.join(datasets)})")
+    datasets, anns, baselines = (pre.get(k) or {} for k in ("datasets", "anns", "baselines"))
+
+    def need(where: str, name: Any, pool: Mapping[str, Any], pool_name: str) -> None:
+        if name not in pool:
+            problems.append(f"{where}: '{name}' is not defined in {pool_name} (defined: {', '.join(pool) or 'none'})")
+
+    for run, spec in anns.items():
+        need(f"pretrain.anns.{run}.dataset", spec.get("dataset"), datasets, "pretrain.datasets")
+    for run, spec in baselines.items():
+        need(f"pretrain.baselines.{run}.dataset", spec.get("dataset"), datasets, "pretrain.datasets")
     for pipe, spec in (pre.get("pipelines") or {}).items():
-        if spec.get("source") not in pre.get("ann_datasets", []):
-            problems.append(f"pretrain.pipelines.{pipe}.source: '{spec.get('source')}' must be listed in pretrain.ann_datasets")
-        if spec.get("target") not in datasets:
-            problems.append(f"pretrain.pipelines.{pipe}.target: '{spec.get('target')}' is not defined in pretrain.datasets")
+        need(f"pretrain.pipelines.{pipe}.ann", spec.get("ann"), anns, "pretrain.anns")
+        need(f"pretrain.pipelines.{pipe}.target", spec.get("target"), datasets, "pretrain.datasets")
+        if spec.get("baseline") is not None:
+            need(f"pretrain.pipelines.{pipe}.baseline", spec.get("baseline"), baselines, "pretrain.baselines")
+    return problems
+
+
+def structure_problems(params: Mapping[str, Any], source: str = "params") -> list[str]:
+    """Schema and name problems of a parameter mapping, one line each (empty when it can be used)."""
+    problems = schema_problems(params)
+    if not problems:  # names are only meaningful once the structure is right
+        problems = reference_problems(params)
+    return [f"{source}: {p}" for p in problems]
+
+
+def raise_problems(problems: list[str]) -> None:
     if problems:
-        raise ParamsError(f"{source}:\n  " + "\n  ".join(problems))
+        raise ParamsError("\n".join(problems))
 
 
-def deep_merge(base: Any, override: Any) -> Any:
-    """Recursively merge mappings (override wins); lists and scalars are replaced.
-    Snakemake merges `--configfile` presets over params.yaml the same way."""
-    if isinstance(base, dict) and isinstance(override, dict):
-        merged = dict(base)
-        for key, value in override.items():
-            merged[key] = deep_merge(base.get(key), value) if key in base else value
-        return merged
-    return override
-
-
-def apply_preset_stage(*, preset: Path, params_path: Path = Path("params.yaml")) -> None:
-    """Merge a preset (workflow/presets/*.yaml) into the params file, for DVC.
-    The result is validated before anything is written; comments are kept."""
-    from ruamel.yaml import YAML
-
-    if not Path(preset).is_file():
-        raise ParamsError(f"{preset}: preset file not found")
-    rt = YAML()  # round-trip: keeps the comments of params.yaml
-    with open(params_path) as f:
-        doc = rt.load(f)
-    with open(preset) as f:
-        over = yaml.safe_load(f) or {}
-    merged_plain = deep_merge(yaml.safe_load(open(params_path)) or {}, over)
-    validate(merged_plain, source=f"{params_path} + {preset}")
-    check_references(merged_plain, source=f"{params_path} + {preset}")
-
-    def merge_into(node: Any, values: dict[str, Any]) -> None:
-        for key, value in values.items():
-            if isinstance(value, dict) and isinstance(node.get(key), dict):
-                merge_into(node[key], value)
-            else:
-                node[key] = value
-
-    merge_into(doc, over)
-    from pipeline.io import atomic_path
-
-    with atomic_path(params_path) as tmp, open(tmp, "w") as f:
-        rt.dump(doc, f)
-    print(f"applied {preset} to {params_path}")
+def load_params(path: str | Path = "params.yaml", validate_it: bool = True) -> dict[str, Any]:
+    """A parameter file, checked against the schema and for undefined names (not for data roots)."""
+    params = read_yaml(path)
+    if validate_it:
+        raise_problems(structure_problems(params, source=str(path)))
+    return params

@@ -30,8 +30,10 @@ from pipeline.distributed import Dist, any_rank
 from pipeline.io import load_torch, save_torch
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-# Fault injection for the resume tests: SIGKILL this process after N training batches.
+# Fault injection for the resume tests: send this process a signal (SIGKILL unless $PIPELINE_KILL_SIGNAL
+# names another, e.g. USR1 for a preemption notice) after N training batches.
 KILL_ENV = "PIPELINE_KILL_AFTER_BATCHES"
+KILL_SIGNAL_ENV = "PIPELINE_KILL_SIGNAL"
 
 
 def state_path(output: str | os.PathLike) -> Path:
@@ -41,11 +43,16 @@ def state_path(output: str | os.PathLike) -> Path:
 
 
 def _input_stats(inputs: Iterable[str | os.PathLike]) -> list[list[Any]]:
+    """Size and mtime of the input files: an input folder's files and those of its sub-folders (a prepared
+    store's splits), not deeper: a dataset root may hold millions of files, and stages write new files on change."""
     stats = []
     for inp in inputs:
         p = Path(inp)
-        # top level only: a dataset root may hold millions of files, and stages write new files on change
-        files = sorted(f for f in p.iterdir() if f.is_file()) if p.is_dir() else [p]
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.is_file())
+            files += sorted(f for d in sorted(p.iterdir()) if d.is_dir() for f in d.iterdir() if f.is_file())
+        else:
+            files = [p]
         for f in files:
             st = f.stat()
             stats.append([str(f), st.st_size, st.st_mtime_ns])
@@ -105,7 +112,9 @@ class ResumeState:
         if not isinstance(state, dict) or state.get("fingerprint") != self.digest:
             print(f"resume: {self.path} belongs to other params, data or code; starting fresh")
             return None
-        print(f"resume: continuing after epoch {state['epoch']} from {self.path}")
+        where = (f"epoch {state['epoch'] + 1} at batch {state['batch'] + 1}" if "batch" in state
+                 else f"after epoch {state['epoch']}")
+        print(f"resume: continuing {where} from {self.path}")
         return state
 
     def save(self, state: dict[str, Any]) -> None:
@@ -135,18 +144,19 @@ def _non_finite_error(loss: float, epoch: int, batch: int, resumer: ResumeState,
 
 
 class KillSwitch:
-    """Counts training batches; SIGKILLs the process after $PIPELINE_KILL_AFTER_BATCHES of them.
+    """Counts training batches; signals the process after $PIPELINE_KILL_AFTER_BATCHES of them.
 
-    Used by the tests to kill a stage mid-epoch at a reproducible point; a real
-    SIGKILL, so nothing in the process gets to clean up.
+    Used by the tests to kill (a real SIGKILL: nothing in the process gets to
+    clean up) or preempt (SIGUSR1) a stage mid-epoch at a reproducible point.
     """
 
     def __init__(self) -> None:
         value = os.environ.get(KILL_ENV, "")
         self.limit = int(value) if value.strip() else None
+        self.signal = signal.Signals["SIG" + os.environ.get(KILL_SIGNAL_ENV, "KILL").removeprefix("SIG")]
         self.count = 0
 
     def tick(self) -> None:
         self.count += 1
-        if self.limit is not None and self.count >= self.limit:
-            os.kill(os.getpid(), signal.SIGKILL)
+        if self.limit is not None and self.count == self.limit:
+            os.kill(os.getpid(), self.signal)

@@ -44,8 +44,13 @@ class EpochLog:
         self.history = [dict(r) for r in history]
         self.elapsed_s = float(history[-1]["elapsed_s"]) if history else 0.0
 
-    def start_epoch(self) -> None:
-        self._t0 = time.perf_counter()
+    def start_epoch(self, already_s: float = 0.0) -> None:
+        """Start timing an epoch; `already_s`: seconds it ran before a preemption (resumed mid-epoch)."""
+        self._t0 = time.perf_counter() - already_s
+
+    def epoch_elapsed_s(self) -> float:
+        """Seconds of the current epoch so far."""
+        return time.perf_counter() - self._t0 if self._t0 is not None else 0.0
 
     def end_epoch(self, epoch: int, metrics: Mapping[str, float]) -> dict[str, float]:
         """Record `metrics` for `epoch` (1-based); returns the row with timing added."""

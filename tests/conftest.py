@@ -35,3 +35,12 @@ def copy_project(dst: Path, params: dict | None = None, commit: bool = False) ->
     from benchmarks.project import copy_project as copy_layout
 
     return copy_layout(dst, params, commit)
+
+
+def call_stage(name: str, params: dict, **args):
+    """Run a pipeline stage in-process as the CLI would: its config built from `params` for the job's wildcards."""
+    from pipeline.cli import resolve
+    from pipeline.stage_table import build_config, stage
+
+    st = stage(name)
+    return resolve(st.run)(build_config(st, params, {w: args[w] for w in st.wildcards}), **args)

@@ -27,11 +27,11 @@ import yaml
 from PIL import Image
 
 from pipeline.cli import main
-from pipeline.data.gsc import write_tiny_gsc
 from pipeline.data.prepared import load_split, save_split
 from pipeline.data.synth_shd import write_shd_file
 from pipeline.params import load_params
 from tests.conftest import REPO
+from tests.tiny_data import write_tiny_gsc
 
 
 def write_shd(root: Path, n_classes: int, seed: int = 0, per_class: int = 4, units_dtype=np.uint16,
@@ -72,16 +72,22 @@ def tiny_params(ws: Path) -> dict:
     """params.yaml with tiny models and sets pointing into the workspace (schema-valid)."""
     p = copy.deepcopy(load_params(REPO / "params.yaml"))
     p["device"] = "cpu"
-    shd_set = dict(format="shd", root=str(ws / "raw/shd4"), valid_fraction=0.25, valid_seed=0, time_step_ms=10,
-                   n_channels=40, pool=4, max_delay_ms=30, hidden=[4], tau_ms=10.05, dropout=0.0, epochs=1, batch_size=8)
+    data = dict(format="shd", root=str(ws / "raw/shd4"), valid_fraction=0.25, valid_seed=0, time_step_ms=10,
+                n_channels=40, pool=4)
+    train = dict(max_delay_ms=30, hidden=[4], tau_ms=10.05, dropout=0.0, epochs=1, batch_size=8)
     p["delays"]["sets"] = {
         "synth": p["delays"]["sets"]["synth"],
-        "shd4": shd_set,  # 4 classes
-        "shd3": {**shd_set, "root": str(ws / "raw/shd3")},  # 3 classes
-        "gsc": {**shd_set, "format": "gsc", "root": str(ws / "raw/gsc"), "n_channels": 140, "pool": 1,
-                "valid_fraction": 0.0},
+        "shd4": {"data": data, "train": train},  # 4 classes
+        "shd3": {"data": {**data, "root": str(ws / "raw/shd3")}, "train": train},  # 3 classes
+        "gsc": {"data": {**data, "format": "gsc", "root": str(ws / "raw/gsc"), "n_channels": 140, "pool": 1,
+                         "valid_fraction": 0.0}, "train": train},
     }
     pre = p["pretrain"]
+    for name in ("motion_frames", "motion_events"):
+        del pre["datasets"][name]
+    pre["anns"] = {"digits": {"dataset": "digits"}}
+    pre["baselines"] = {"digits": {"dataset": "digits"}, "digits_events": {"dataset": "digits_events"}}
+    del pre["pipelines"]["pipeU"]
     pre["es_convert"].update(long_side=10, canvas=12, margin=1, min_events=1)
     pre["datasets"]["digits"].update(root=str(ws / "raw/img"), num_classes=3, image_size=8)
     pre["datasets"]["digits_events"].update(root=str(ws / "raw/es"), num_classes=3, long_side=10, canvas=12, margin=1)
@@ -108,16 +114,16 @@ def ws(tmp_path_factory) -> Path:
     params = ws / "params.yaml"
     params.write_text(yaml.safe_dump(tiny_params(ws), sort_keys=False))
     for ds in ("shd4", "shd3"):
-        assert cli(params, "delays-prepare", "--dataset", ds, "--out", ws / f"prep/{ds}") == 0
-    assert cli(params, "delays-train", "--dataset", "shd4", "--variant", "learned_delay", "--seed", 0,
+        assert cli(params, "delays_prepare", "--dataset", ds, "--out", ws / f"prep/{ds}") == 0
+    assert cli(params, "delays_train", "--dataset", "shd4", "--variant", "learned_delay", "--seed", 0,
                "--data", ws / "prep/shd4", "--ckpt", ws / "models/delays", "--live", ws / "live/delays") == 0
-    assert cli(params, "es-imagenet-convert", "--images", ws / "raw/img", "--out", ws / "raw/es") == 0
+    assert cli(params, "es_imagenet_convert", "--images", ws / "raw/img", "--out", ws / "raw/es") == 0
     for ds in ("digits", "digits_events"):
-        assert cli(params, "pretrain-index", "--dataset", ds, "--out", ws / f"prep/{ds}.json") == 0
-    assert cli(params, "pretrain-ann", "--dataset", "digits", "--data", ws / "prep/digits.json",
+        assert cli(params, "pretrain_index", "--dataset", ds, "--out", ws / f"prep/{ds}.json") == 0
+    assert cli(params, "pretrain_ann", "--ann", "digits", "--data", ws / "prep/digits.json",
                "--ckpt", ws / "models/ann.pt", "--live", ws / "live/ann") == 0
     for pipe in ("pipeS", "pipeD"):
-        assert cli(params, "transfer", "--pipeline", pipe, "--ann", ws / "models/ann.pt",
+        assert cli(params, "transfer", "--pipe", pipe, "--ann", ws / "models/ann.pt",
                    "--out", ws / f"models/{pipe}.pt", "--report", ws / f"live/{pipe}.json") == 0
 
     bad = ws / "bad"
@@ -137,8 +143,9 @@ def ws(tmp_path_factory) -> Path:
     shutil.copytree(ws / "raw/gsc", bad / "gsc_empty_test")
     (bad / "gsc_empty_test/testing_list.txt").write_text("")
     shutil.copytree(ws / "prep/shd4", bad / "prep_empty_valid")
-    valid = load_split(ws / "prep/shd4/valid.pt")
-    save_split(bad / "prep_empty_valid/valid.pt", valid.subset(np.zeros(0, np.int64)))
+    valid = load_split(ws / "prep/shd4/valid")
+    shutil.rmtree(bad / "prep_empty_valid/valid")
+    save_split(bad / "prep_empty_valid/valid", valid.subset(np.zeros(0, np.int64)))
     write_images(bad / "img_no_val", {"train": ("a", "b", "c")})
     write_images(bad / "img_4_classes", ("a", "b", "c", "d"))
     write_images(bad / "img_val_renamed", {"train": ("a", "b", "c"), "val": ("a", "b", "x")})
@@ -168,7 +175,7 @@ def _fill(cfg: dict, ws: Path) -> dict:
 
 
 def _delays(name: str, **cfg) -> Change:
-    return lambda p, ws: p["delays"]["sets"][name].update(_fill(cfg, ws))
+    return lambda p, ws: p["delays"]["sets"][name]["data"].update(_fill(cfg, ws))
 
 
 def _pretrain(name: str, **cfg) -> Change:
@@ -176,97 +183,98 @@ def _pretrain(name: str, **cfg) -> Change:
 
 
 def prepare(ds: str) -> list:
-    return ["delays-prepare", "--dataset", ds, "--out", "{o}/prepared"]
+    return ["delays_prepare", "--dataset", ds, "--out", "{o}/prepared"]
 
 
 def train(data: str, ds: str = "shd4", variant: str = "learned_delay") -> list:
-    return ["delays-train", "--dataset", ds, "--variant", variant, "--seed", "0", "--data", data,
+    return ["delays_train", "--dataset", ds, "--variant", variant, "--seed", "0", "--data", data,
             "--ckpt", "{o}/ckpt", "--live", "{o}/live"]
 
 
 def evaluate(data: str, ckpt: str = "{ws}/models/delays", ds: str = "shd4", variant: str = "learned_delay") -> list:
-    return ["delays-evaluate", "--dataset", ds, "--variant", variant, "--seed", "0", "--data", data, "--ckpt", ckpt,
+    return ["delays_evaluate", "--dataset", ds, "--variant", variant, "--seed", "0", "--data", data, "--ckpt", ckpt,
             "--live", "{ws}/live/delays", "--out", "{o}/eval.json"]
 
 
 def index(ds: str) -> list:
-    return ["pretrain-index", "--dataset", ds, "--out", "{o}/index.json"]
+    return ["pretrain_index", "--dataset", ds, "--out", "{o}/index.json"]
 
 
-def training(stage: str, ds: str, data: str) -> list:
-    return [stage, "--dataset", ds, "--data", data, "--ckpt", "{o}/model.pt", "--live", "{o}/live"]
+def training(stage: str, run: str, data: str) -> list:
+    option = {"pretrain_ann": "--ann", "train_snn_scratch": "--run"}[stage]
+    return [stage, option, run, "--data", data, "--ckpt", "{o}/model.pt", "--live", "{o}/live"]
 
 
 def transfer(ann: str, pipe: str = "pipeS") -> list:
-    return ["transfer", "--pipeline", pipe, "--ann", ann, "--out", "{o}/snn.pt", "--report", "{o}/report.json"]
+    return ["transfer", "--pipe", pipe, "--ann", ann, "--out", "{o}/snn.pt", "--report", "{o}/report.json"]
 
 
 def finetune(init: str, data: str = "{ws}/prep/digits.json", pipe: str = "pipeS") -> list:
-    return ["finetune-snn", "--pipeline", pipe, "--init", init, "--data", data, "--ckpt", "{o}/model.pt", "--live", "{o}/live"]
+    return ["finetune_snn", "--pipe", pipe, "--init", init, "--data", data, "--ckpt", "{o}/model.pt", "--live", "{o}/live"]
 
 
 B = "{ws}/bad"
 # id -> (params change or None, CLI arguments, pattern the single error line must match)
 CASES: dict[str, tuple[Change | None, list, str]] = {
     # unknown names
-    "prepare-unknown-set": (None, prepare("nope"), r"unknown dataset 'nope' \(allowed: synth, shd4, shd3, gsc"),
-    "train-unknown-set": (None, train("{ws}/prep/shd4", ds="nope"), r"unknown dataset 'nope'"),
+    "prepare-unknown-set": (None, prepare("nope"), r"unknown dataset 'nope' \(defined under delays.sets: synth, shd4, shd3, gsc\)"),
+    "train-unknown-set": (None, train("{ws}/prep/shd4", ds="nope"), r"delays.sets.nope.train is not defined \(delays.sets defines: synth, shd4"),
     "train-unknown-variant": (None, train("{ws}/prep/shd4", variant="slow"), r"unknown variant 'slow' \(allowed: no_delay"),
-    "evaluate-unknown-set": (None, evaluate("{ws}/prep/shd4", ds="nope"), r"unknown dataset 'nope'"),
-    "index-unknown-dataset": (None, index("nope"), r"dataset 'nope' is not defined under pretrain.datasets \(digits, digits_events\)"),
-    "ann-unknown-dataset": (None, training("pretrain-ann", "nope", "{ws}/prep/digits.json"), r"dataset 'nope' is not defined"),
-    "scratch-unknown-dataset": (None, training("train-snn-scratch", "nope", "{ws}/prep/digits.json"), r"dataset 'nope' is not defined"),
-    "transfer-unknown-pipeline": (None, transfer("{ws}/models/ann.pt", pipe="pipeX"), r"pipeline 'pipeX' is not defined under pretrain.pipelines \(pipeS, pipeD\)"),
-    "finetune-unknown-pipeline": (None, finetune("{ws}/models/pipeS.pt", pipe="pipeX"), r"pipeline 'pipeX' is not defined"),
+    "evaluate-unknown-variant": (None, evaluate("{ws}/prep/shd4", variant="slow"), r"unknown variant 'slow'"),
+    "index-unknown-dataset": (None, index("nope"), r"unknown dataset 'nope' \(defined under pretrain.datasets: digits, digits_events\)"),
+    "ann-unknown-run": (None, training("pretrain_ann", "nope", "{ws}/prep/digits.json"), r"unknown ann 'nope' \(defined under pretrain.anns: digits\)"),
+    "scratch-unknown-run": (None, training("train_snn_scratch", "nope", "{ws}/prep/digits.json"), r"unknown run 'nope' \(defined under pretrain.baselines: digits, digits_events\)"),
+    "transfer-unknown-pipeline": (None, transfer("{ws}/models/ann.pt", pipe="pipeX"), r"unknown pipe 'pipeX' \(defined under pretrain.pipelines: pipeS, pipeD\)"),
+    "finetune-unknown-pipeline": (None, finetune("{ws}/models/pipeS.pt", pipe="pipeX"), r"unknown pipe 'pipeX'"),
     # roots that do not exist
     "prepare-shd-no-root": (_delays("shd4", root=f"{B}/missing"), prepare("shd4"), r"bad/missing: dataset root not found \(expected a folder holding shd_train.h5, shd_test.h5\)"),
     "prepare-gsc-no-root": (_delays("gsc", root=f"{B}/missing"), prepare("gsc"), r"bad/missing: GSC root not found \(expected one folder per word plus validation_list.txt"),
-    "convert-no-images": (None, ["es-imagenet-convert", "--images", f"{B}/missing", "--out", "{o}/es"], r"bad/missing/train: expected an ImageFolder split directory"),
+    "convert-no-images": (None, ["es_imagenet_convert", "--images", f"{B}/missing", "--out", "{o}/es"], r"bad/missing/train: expected an ImageFolder split directory"),
     "index-no-root": (_pretrain("digits", root=f"{B}/missing"), index("digits"), r"bad/missing: dataset root of pretrain.datasets.digits does not exist"),
-    "ann-index-root-gone": (None, training("pretrain-ann", "digits", f"{B}/index_no_root.json"), r"bad/missing: data root of dataset 'digits' not found"),
-    "ann-no-index": (None, training("pretrain-ann", "digits", f"{B}/missing.json"), r"missing.json: dataset index not found \(pretrain-index --dataset digits writes it\)"),
+    "ann-index-root-gone": (None, training("pretrain_ann", "digits", f"{B}/index_no_root.json"), r"bad/missing: data root of dataset 'digits' not found"),
+    "ann-no-index": (None, training("pretrain_ann", "digits", f"{B}/missing.json"), r"missing.json: dataset index not found \(pretrain_index --dataset digits writes it\)"),
     # wrong layouts
     "prepare-shd-no-labels": (_delays("shd4", root=f"{B}/shd_nolabels"), prepare("shd4"), r"shd_train.h5: missing dataset 'labels' \(expected SHD layout"),
     "prepare-shd-float-units": (_delays("shd4", root=f"{B}/shd_float_units"), prepare("shd4"), r"shd_train.h5: 'spikes/units' holds variable-length float32 arrays; expected one variable-length array of integer channel ids per sample"),
     "prepare-shd-float-labels": (_delays("shd4", root=f"{B}/shd_float_labels"), prepare("shd4"), r"shd_train.h5: 'labels' holds float32 .*; expected one integer class per sample"),
     "prepare-gsc-no-lists": (_delays("gsc", root=f"{B}/gsc_no_lists"), prepare("gsc"), r"testing_list.txt: split list not found"),
     "prepare-gsc-no-word-folders": (_delays("gsc", root=f"{B}/gsc_no_words"), prepare("gsc"), r"gsc_no_words: no word folders found \(expected GSC v0.02 layout\)"),
-    "train-raw-root-as-data": (None, train("{ws}/raw/shd4"), r"raw/shd4/train.pt: expected a torch file written by an earlier stage"),
-    "convert-no-val": (None, ["es-imagenet-convert", "--images", f"{B}/img_no_val", "--out", "{o}/es"], r"img_no_val/val: expected an ImageFolder split directory \(val/<class>/<image>\)"),
+    "train-raw-root-as-data": (None, train("{ws}/raw/shd4"), r"raw/shd4/train: no prepared split store here"),
+    "convert-no-val": (None, ["es_imagenet_convert", "--images", f"{B}/img_no_val", "--out", "{o}/es"], r"img_no_val/val: expected an ImageFolder split directory \(val/<class>/<image>\)"),
     "index-imagefolder-no-val": (_pretrain("digits", root=f"{B}/img_no_val"), index("digits"), r"img_no_val/val: expected an ImageFolder split directory"),
     "index-imagefolder-val-renamed": (_pretrain("digits", root=f"{B}/img_val_renamed"), index("digits"), r"train/ and val/ have different class folders \(only in train: \['c'\], only in val: \['x'\]\)"),
     "index-es-no-label-file": (_pretrain("digits_events", root=f"{B}/es_no_list"), index("digits_events"), r"es_no_list/vallabel.txt: ES-ImageNet label file not found"),
     # empty splits
     "prepare-shd-empty-test": (_delays("shd4", root=f"{B}/shd_empty_test"), prepare("shd4"), r"the test split of dataset 'shd4' is empty \(shd_test.h5 holds no samples\)"),
     "prepare-gsc-empty-test": (_delays("gsc", root=f"{B}/gsc_empty_test"), prepare("gsc"), r"the test split of dataset 'gsc' is empty \(testing_list.txt holds no samples\)"),
-    "train-empty-valid": (None, train(f"{B}/prep_empty_valid"), r"prep_empty_valid/valid.pt: the valid split is empty"),
-    "convert-drops-every-image": (lambda p, ws: p["pretrain"]["es_convert"].update(min_events=10**6), ["es-imagenet-convert", "--images", "{ws}/raw/img", "--out", "{o}/es"], r"raw/img/train: none of its 9 images gives min_events=1000000 events; the train split would be empty"),
+    "train-empty-valid": (None, train(f"{B}/prep_empty_valid"), r"prep_empty_valid/valid: the valid split is empty"),
+    "convert-drops-every-image": (lambda p, ws: p["pretrain"]["es_convert"].update(min_events=10**6), ["es_imagenet_convert", "--images", "{ws}/raw/img", "--out", "{o}/es"], r"raw/img/train: none of its 9 images gives min_events=1000000 events; the train split would be empty"),
     "index-es-empty-val": (_pretrain("digits_events", root=f"{B}/es_empty_val"), index("digits_events"), r"split 'val' of digits_events is empty"),
-    "scratch-es-empty-val": (_pretrain("digits_events", in_memory=False), training("train-snn-scratch", "digits_events", f"{B}/es_empty_val"), r"split 'val' of dataset 'digits_events' is empty"),
+    "scratch-es-empty-val": (_pretrain("digits_events", in_memory=False), training("train_snn_scratch", "digits_events", f"{B}/es_empty_val"), r"split 'val' of dataset 'digits_events' is empty"),
     # class counts that do not match
     "evaluate-other-class-count": (None, evaluate("{ws}/prep/shd3", ds="shd3"), r"models/delays/best.pt has 4 classes, expected 3 \(the classes of dataset 'shd3'"),
-    "train-data-of-other-set": (None, train("{ws}/prep/shd3"), r"prep/shd3/train.pt: prepared for dataset 'shd3', expected 'shd4'"),
+    "train-data-of-other-set": (None, train("{ws}/prep/shd3"), r"prep/shd3/train: prepared for dataset 'shd3', expected 'shd4'"),
     "index-imagefolder-4-classes": (_pretrain("digits", root=f"{B}/img_4_classes"), index("digits"), r"split 'train' of digits has 4 classes \(a, b, c, d\) but num_classes is 3"),
     "index-es-label-out-of-range": (_pretrain("digits_events", root=f"{B}/es_label_9"), index("digits_events"), r"has label 9, outside 0..2 \(num_classes 3\)"),
-    "ann-root-4-classes": (None, training("pretrain-ann", "digits", f"{B}/img_4_classes"), r"split 'train' of dataset 'digits' has 4 classes .* but num_classes is 3"),
-    "scratch-es-label-out-of-range": (None, training("train-snn-scratch", "digits_events", f"{B}/es_label_9"), r"has label 9, outside 0..2"),
-    "scratch-num-classes-changed": (_pretrain("digits", num_classes=5), training("train-snn-scratch", "digits", "{ws}/prep/digits.json"), r"split 'train' of dataset 'digits' has 3 classes \(a, b, c\) but num_classes is 5"),
-    "transfer-ann-classes-differ": (_pretrain("digits", num_classes=5), transfer("{ws}/models/ann.pt"), r"ann.pt: the ANN has 3 classes, expected 5 \(pretrain.datasets.digits.num_classes\)"),
+    "ann-root-4-classes": (None, training("pretrain_ann", "digits", f"{B}/img_4_classes"), r"split 'train' of dataset 'digits' has 4 classes .* but num_classes is 3"),
+    "scratch-es-label-out-of-range": (None, training("train_snn_scratch", "digits_events", f"{B}/es_label_9"), r"has label 9, outside 0..2"),
+    "scratch-num-classes-changed": (_pretrain("digits", num_classes=5), training("train_snn_scratch", "digits", "{ws}/prep/digits.json"), r"split 'train' of dataset 'digits' has 3 classes \(a, b, c\) but num_classes is 5"),
     "finetune-classes-differ": (_pretrain("digits", num_classes=5), finetune("{ws}/models/pipeS.pt"), r"pipeS.pt: the transferred SNN has 3 classes, expected 5 \(pretrain.datasets.digits.num_classes\)"),
     # checkpoints (and indexes) of another model or dataset
-    "evaluate-pretrain-checkpoint": (None, evaluate("{ws}/prep/shd4", ckpt=f"{B}/ckpt_of_ann"), r"best.pt: expected a paper-B delay-model checkpoint \(delays-train\), found an ANN pretraining checkpoint"),
+    "evaluate-pretrain-checkpoint": (None, evaluate("{ws}/prep/shd4", ckpt=f"{B}/ckpt_of_ann"), r"best.pt: expected a paper-B delay-model checkpoint \(delays_train\), found an ANN pretraining checkpoint"),
     "evaluate-other-variant": (None, evaluate("{ws}/prep/shd4", variant="fixed_delay"), r"best.pt holds variant learned_delay, expected fixed_delay"),
     "evaluate-not-torch": (None, evaluate("{ws}/prep/shd4", ckpt=f"{B}/ckpt_junk"), r"best.pt: not a readable torch file .*; expected a paper-B delay-model checkpoint"),
     "evaluate-no-checkpoint": (None, evaluate("{ws}/prep/shd4", ckpt=f"{B}/missing"), r"missing/best.pt: not found; expected a paper-B delay-model checkpoint"),
     "transfer-not-torch": (None, transfer(f"{B}/junk.pt"), r"junk.pt: not a readable torch file .*; expected an ANN pretraining checkpoint"),
-    "transfer-a-tensor": (None, transfer(f"{B}/tensor.pt"), r"tensor.pt: expected an ANN pretraining checkpoint \(pretrain-ann\), found a torch.Tensor"),
-    "transfer-a-transfer-output": (None, transfer("{ws}/models/pipeS.pt"), r"pipeS.pt: expected an ANN pretraining checkpoint \(pretrain-ann\), found a transfer output"),
-    "transfer-a-delays-model": (None, transfer("{ws}/models/delays/best.pt"), r"best.pt: expected an ANN pretraining checkpoint \(pretrain-ann\), found a paper-B delay-model checkpoint"),
+    "transfer-other-ann-run": (lambda p, ws: p["pretrain"]["anns"].update(other={"dataset": "digits"}) or p["pretrain"]["pipelines"]["pipeS"].update(ann="other"), transfer("{ws}/models/ann.pt"), r"ann.pt: checkpoint of ANN run 'digits', pipeline pipeS expects 'other'"),
+    "transfer-a-tensor": (None, transfer(f"{B}/tensor.pt"), r"tensor.pt: expected an ANN pretraining checkpoint \(pretrain_ann\), found a torch.Tensor"),
+    "transfer-a-transfer-output": (None, transfer("{ws}/models/pipeS.pt"), r"pipeS.pt: expected an ANN pretraining checkpoint \(pretrain_ann\), found a transfer output"),
+    "transfer-a-delays-model": (None, transfer("{ws}/models/delays/best.pt"), r"best.pt: expected an ANN pretraining checkpoint \(pretrain_ann\), found a paper-B delay-model checkpoint"),
     "finetune-an-ann": (None, finetune("{ws}/models/ann.pt"), r"ann.pt: expected a transfer output \(transfer\), found an ANN pretraining checkpoint"),
     "finetune-not-torch": (None, finetune(f"{B}/junk.pt"), r"junk.pt: not a readable torch file .*; expected a transfer output"),
     "finetune-other-pipeline": (None, finetune("{ws}/models/pipeD.pt"), r"pipeD.pt: transfer output of pipeline pipeD, expected pipeline pipeS"),
     "finetune-index-of-other-dataset": (None, finetune("{ws}/models/pipeS.pt", data="{ws}/prep/digits_events.json"), r"digits_events.json: index of dataset 'digits_events', expected the index of 'digits'"),
-    "ann-index-of-other-dataset": (None, training("pretrain-ann", "digits", "{ws}/prep/digits_events.json"), r"index of dataset 'digits_events', expected the index of 'digits'"),
+    "ann-index-of-other-dataset": (None, training("pretrain_ann", "digits", "{ws}/prep/digits_events.json"), r"index of dataset 'digits_events', expected the index of 'digits'"),
 }
 
 

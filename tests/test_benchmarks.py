@@ -14,7 +14,7 @@ import pytest
 import benchmarks.__main__ as runner
 from benchmarks import common
 from benchmarks.project import one_epoch_params, training_live_dirs
-from pipeline.params import check_references, validate
+from pipeline.params import structure_problems
 
 
 def test_headline_prefers_declared_numbers_else_finds_ratios():
@@ -66,11 +66,12 @@ def test_runner_writes_results_and_summary_and_survives_failures(fake_benchmarks
 def test_one_epoch_params_are_valid_defaults_with_one_epoch():
     for quick in (False, True):
         params = one_epoch_params(quick)
-        validate(params)
-        check_references(params)
-        assert all(cfg["epochs"] == 1 for cfg in params["delays"]["sets"].values())
+        assert structure_problems(params) == []
+        assert all(cfg["train"]["epochs"] == 1 for cfg in params["delays"]["sets"].values())
         assert all(params["pretrain"][block]["epochs"] == 1 for block in ("ann", "finetune", "scratch"))
     stages = training_live_dirs(one_epoch_params(False))
     assert set(stages) == {"delays_train@synth-no_delay-0", "delays_train@synth-fixed_delay-0",
-                           "delays_train@synth-learned_delay-0", "pretrain_ann@digits", "finetune_snn@pipeS",
-                           "finetune_snn@pipeD", "train_snn_scratch@digits", "train_snn_scratch@digits_events"}
+                           "delays_train@synth-learned_delay-0", "pretrain_ann@digits", "pretrain_ann@motion",
+                           "finetune_snn@pipeS", "finetune_snn@pipeD", "finetune_snn@pipeU",
+                           "train_snn_scratch@digits", "train_snn_scratch@digits_events",
+                           "train_snn_scratch@motion_events"}

@@ -1,7 +1,6 @@
 """Paper-B loaders on tiny files written in the official formats (SHD/SSC HDF5, GSC folders)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -9,13 +8,19 @@ import pytest
 import torch
 
 from pipeline.data import gsc, prepared, shd
-from pipeline.data.synth_shd import DEFAULTS, write_shd_file, write_synth
+from pipeline.data.synth_shd import DEFAULTS, write_synth
+from tests.tiny_data import write_h5, write_tiny_gsc
 
 
-def write_h5(path: Path, times: list, units: list, labels: list) -> Path:
-    write_shd_file(path, [np.asarray(t, np.float32) for t in times], [np.asarray(u, np.uint16) for u in units],
-                   np.asarray(labels, np.uint8), np.zeros(len(labels), np.uint16), ["a", "b"], {"note": "test"})
-    return path
+def load_frames(path, time_step_ms, n_units=700, pool=1, samples_per_read=None):
+    """A whole file binned through the streaming reader: (frames, lengths, labels)."""
+    with shd.SpikeFile(path) as f:
+        chunks = list(f.binned_chunks(time_step_ms, n_units=n_units, pool=pool, samples_per_read=samples_per_read))
+        labels = f.labels
+    n_out = shd.pooled_channels(n_units, pool)
+    frames = np.concatenate([c[0] for c in chunks]) if chunks else np.zeros((0, n_out), np.int16)
+    lengths = np.concatenate([c[1] for c in chunks]) if chunks else np.zeros(0, np.int64)
+    return frames, lengths, labels
 
 
 def naive_frames(times, units, dt_ms, pool, n_units=700):
@@ -35,7 +40,7 @@ def test_shd_binning_exact(tmp_path):
     times = [[0.0, 0.005, 0.012, 0.031, 0.0311], [], [0.999]]
     units = [[0, 4, 5, 699, 697], [], [10]]
     path = write_h5(tmp_path / "shd_train.h5", times, units, [1, 0, 1])
-    frames, lengths, labels = shd.load_frames(path, time_step_ms=10, pool=5)
+    frames, lengths, labels = load_frames(path, time_step_ms=10, pool=5)
     assert frames.shape == (4 + 1 + 100, 140) and frames.dtype == np.int16
     assert lengths.tolist() == [4, 1, 100] and labels.tolist() == [1, 0, 1]
     s0 = frames[:4]
@@ -50,7 +55,7 @@ def test_shd_binning_matches_naive_on_random_file(tmp_path):
     units = [rng.integers(0, 700, len(t)) for t in times]
     path = write_h5(tmp_path / "x.h5", times, units, rng.integers(0, 2, 20))
     for dt, pool in ((10, 5), (4, 1), (25, 7)):
-        frames, lengths, _ = shd.load_frames(path, time_step_ms=dt, pool=pool)
+        frames, lengths, _ = load_frames(path, time_step_ms=dt, pool=pool, samples_per_read=3)  # across reads
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         for i, ref in enumerate(naive_frames([t.astype(np.float32) for t in times], units, dt, pool)):
             np.testing.assert_array_equal(frames[offsets[i] : offsets[i + 1]], ref)
@@ -68,19 +73,20 @@ def test_shd_errors_name_the_file(tmp_path):
     trunc = tmp_path / "trunc.h5"
     trunc.write_bytes(good.read_bytes()[:700])
     with pytest.raises(shd.DataFormatError, match="trunc.h5: not a readable HDF5 file"):
-        shd.load_frames(trunc, 10)
+        load_frames(trunc, 10)
     with h5py.File(tmp_path / "nolabels.h5", "w") as f:
         f.create_dataset("spikes/times", data=np.zeros(1))
     with pytest.raises(shd.DataFormatError, match="nolabels.h5: missing dataset 'spikes/units'"):
-        shd.load_frames(tmp_path / "nolabels.h5", 10)
+        load_frames(tmp_path / "nolabels.h5", 10)
     bad = write_h5(tmp_path / "mismatch.h5", [[0.1, 0.2], [0.1, 0.2, 0.3]], [[1, 2], [1, 2]], [0, 1])
-    with pytest.raises(shd.DataFormatError, match=r"mismatch.h5: sample 1 has 3 spike times but 2 units"):
-        shd.load_frames(bad, 10)
+    for samples_per_read in (1, 2):  # samples are numbered in the file, not in the chunk read
+        with pytest.raises(shd.DataFormatError, match=r"mismatch.h5: sample 1 has 3 spike times but 2 units"):
+            load_frames(bad, 10, samples_per_read=samples_per_read)
     bad = write_h5(tmp_path / "range.h5", [[0.1], [0.1, 0.2]], [[1], [3, 700]], [0, 1])
     with pytest.raises(shd.DataFormatError, match=r"range.h5: sample 1 has channel id 700 out of range 0..699"):
-        shd.load_frames(bad, 10)
+        load_frames(bad, 10)
     with pytest.raises(shd.DataFormatError, match="missing.h5: file not found"):
-        shd.load_frames(tmp_path / "missing.h5", 10)
+        load_frames(tmp_path / "missing.h5", 10)
 
 
 def test_ssc_split_files(tmp_path):
@@ -103,7 +109,7 @@ def test_synth_is_deterministic_and_in_shd_layout(tmp_path):
         assert h5py.check_vlen_dtype(f["spikes/units"].dtype) == np.uint16
         assert f["labels"].shape == (40,) and sorted(set(f["labels"][:].tolist())) == [0, 1, 2, 3]
         assert all(np.all(np.diff(t) >= 0) for t in f["spikes/times"][:])  # time-ordered like SHD
-    frames, lengths, labels = shd.load_frames(tmp_path / "a" / "shd_train.h5", 10, n_units=50, pool=5)
+    frames, lengths, labels = load_frames(tmp_path / "a" / "shd_train.h5", 10, n_units=50, pool=5)
     assert frames.shape[1] == 10 and len(lengths) == 40
     other = write_synth(tmp_path / "c", {**cfg, "seed": 1})
     assert (tmp_path / "c" / "shd_train.h5").read_bytes() != (tmp_path / "a" / "shd_train.h5").read_bytes()
@@ -134,7 +140,7 @@ def test_prepared_batches_and_holdout():
     np.testing.assert_array_equal(x[:2, 1].numpy(), frames[0:2])
     assert x[2, 1].abs().sum() == 0
     sub = split.subset(np.array([1]))
-    np.testing.assert_array_equal(sub.frames.numpy(), frames[2:7])
+    np.testing.assert_array_equal(sub.frames, frames[2:7])
     labels = np.repeat(np.arange(4), 10)
     tr, va = prepared.holdout(labels, 0.2, seed=3)
     assert len(va) == 8 and np.bincount(labels[va]).tolist() == [2, 2, 2, 2]
@@ -147,7 +153,7 @@ def test_prepared_batches_and_holdout():
 
 
 def test_gsc_layout_and_features(tmp_path):
-    splits = gsc.write_tiny_gsc(tmp_path, ["no", "yes"], per_word=4)
+    splits = write_tiny_gsc(tmp_path, ["no", "yes"], per_word=4)
     files, classes = gsc.split_files(tmp_path)
     assert classes == ["no", "yes"]  # _background_noise_ is not a class
     for split in ("train", "valid", "test"):
@@ -161,8 +167,10 @@ def test_gsc_layout_and_features(tmp_path):
 
     raw_long, _ = sf.read(str(long_), dtype="float32")
     np.testing.assert_array_equal(w_long, raw_long[:16000])
-    frames, lengths, labels, _ = gsc.load_split(tmp_path, "train")
-    assert frames.shape == (4 * 101, 140) and lengths.tolist() == [101] * 4 and labels.tolist() == [0, 0, 1, 1]
+    with gsc.FeatureWorkers(1) as workers:
+        chunks = list(workers.chunks(tmp_path, files["train"]))
+    assert len(chunks) == 1 and chunks[0].shape == (4, 101, 140) and chunks[0].dtype == np.float32
+    frames = chunks[0].reshape(-1, 140)
     feat = gsc.LogMel()(torch.from_numpy(w_long)[None])[0]
     np.testing.assert_allclose(frames[:101], feat.numpy(), rtol=1e-4, atol=1e-2)  # train order: no/2 (1.2 s), no/3, ...
     assert np.isfinite(frames).all()
@@ -171,7 +179,7 @@ def test_gsc_layout_and_features(tmp_path):
 def test_gsc_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="GSC root not found"):
         gsc.split_files(tmp_path / "none")
-    gsc.write_tiny_gsc(tmp_path, ["a"], per_word=2)
+    write_tiny_gsc(tmp_path, ["a"], per_word=2)
     (tmp_path / "testing_list.txt").unlink()
     with pytest.raises(FileNotFoundError, match="testing_list.txt: split list not found"):
         gsc.split_files(tmp_path)

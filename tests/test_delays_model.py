@@ -95,12 +95,12 @@ def test_model_rounded_context_restores_state():
 def test_sigma_schedule():
     k, epochs = 25, 20  # sig_init 12, final_epoch 5
     alpha = (0.23 / 12) ** (1 / 5)
-    assert sigma_at(0, epochs, k) == 12.0
-    assert sigma_at(1, epochs, k) == pytest.approx(12 * alpha)
-    assert sigma_at(4, epochs, k) == pytest.approx(12 * alpha**4)
-    assert sigma_at(5, epochs, k) == 0.23 and sigma_at(19, epochs, k) == 0.23
+    assert sigma_at(0, epochs, k, 0.23) == 12.0
+    assert sigma_at(1, epochs, k, 0.23) == pytest.approx(12 * alpha)
+    assert sigma_at(4, epochs, k, 0.23) == pytest.approx(12 * alpha**4)
+    assert sigma_at(5, epochs, k, 0.23) == 0.23 and sigma_at(19, epochs, k, 0.23) == 0.23
     assert math.isclose(12 * alpha**5, 0.23)  # continuous at final_epoch
-    assert sigma_at(0, 3, k) == 0.23  # fewer than 4 epochs: final from the start
+    assert sigma_at(0, 3, k, 0.23) == 0.23  # fewer than 4 epochs: final from the start
 
 
 def test_fixed_delays_are_integer_and_frozen():

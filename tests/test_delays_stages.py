@@ -1,4 +1,5 @@
-"""Paper-B stage functions end to end on tiny data: synth -> prepare -> train -> evaluate -> table/plots."""
+"""Paper-B stage functions end to end on tiny data: synth -> prepare -> train -> evaluate (the tables and plots
+built from such results: tests/test_report.py)."""
 from __future__ import annotations
 
 import copy
@@ -8,16 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.data import gsc
+from pipeline.config import DelaysNet
 from pipeline.data.prepared import load_split
 from pipeline.data.synth_shd import write_shd_file
-from pipeline.delays import stages
-from pipeline.delays.plots import plot_delay_distributions, plot_training_curves
-from pipeline.delays.table import build_table, display_columns
 from pipeline.io import read_json
-from pipeline.params import ParamsError, deep_merge, load_params, validate
-
-REPO = Path(__file__).resolve().parents[1]
+from pipeline.params import ParamsError, load_params, raise_problems, structure_problems
+from pipeline.stage_table import deep_merge
+from tests.conftest import REPO, call_stage
+from tests.tiny_data import write_tiny_gsc
 
 
 PRESET = REPO / "workflow" / "presets" / "paper-delays.yaml"
@@ -32,34 +31,35 @@ def params(tmp_path):
     p["device"] = "cpu"
     d = p["delays"]
     d["synth"].update(n_units=40, n_classes=4, n_groups=3, n_train=48, n_test=16, onset_max_ms=30.0)
-    d["sets"]["synth"].update(root=str(tmp_path / "raw"), pool=4, n_channels=40, hidden=[8], epochs=2,
-                              batch_size=16, max_delay_ms=50, valid_fraction=0.25)
-    d["train"]["eval_batch_size"] = 32
-    validate(p)
+    d["sets"]["synth"]["data"].update(root=str(tmp_path / "raw"), pool=4, n_channels=40, valid_fraction=0.25)
+    d["sets"]["synth"]["train"].update(hidden=[8], epochs=2, batch_size=16, max_delay_ms=50)
+    d["recipe"]["eval_batch_size"] = 32
+    raise_problems(structure_problems(p))
     return p
 
 
 def test_end_to_end_synth(params, tmp_path):
-    stages.synth(params, out=tmp_path / "raw")
+    call_stage("delays_synth", params, out=tmp_path / "raw")
     assert sorted(f.name for f in (tmp_path / "raw").iterdir()) == ["shd_test.h5", "shd_train.h5", "synth_config.json"]
-    stages.prepare(params, dataset="synth", out=tmp_path / "prep")
-    splits = {s: load_split(tmp_path / "prep" / f"{s}.pt") for s in ("train", "valid", "test")}
+    call_stage("delays_prepare", params, dataset="synth", out=tmp_path / "prep")
+    splits = {s: load_split(tmp_path / "prep" / s) for s in ("train", "valid", "test")}
     assert [len(splits[s]) for s in ("train", "valid", "test")] == [36, 12, 16]
     assert splits["train"].n_channels == 10 and splits["test"].meta["n_classes"] == 4
     evals, lives = [], []
     for variant in ("no_delay", "learned_delay"):
         ckpt, live, out = tmp_path / f"ck_{variant}", tmp_path / f"live_{variant}", tmp_path / f"{variant}.json"
-        stages.train(params, dataset="synth", variant=variant, seed=0, data=tmp_path / "prep", ckpt=ckpt, live=live)
+        call_stage("delays_train", params, dataset="synth", variant=variant, seed=0, data=tmp_path / "prep", ckpt=ckpt,
+                   live=live)
         assert {f.name for f in ckpt.iterdir()} == {"init.pt", "best.pt", "last.pt"}
         metrics = read_json(live / "metrics.json")
         assert {"best_valid_epoch", "test_acc_at_best_valid", "best_test_acc", "best_test_epoch", "epochs",
                 "elapsed_s", "n_params"} <= set(metrics)
         history = read_json(live / "history.json")
-        assert len(history) == 2 and {"loss", "train_acc", "valid_acc", "test_acc", "lr", "lr_positions",
+        assert len(history) == 2 and {"train_loss", "train_acc", "valid_acc", "test_acc", "lr", "lr_positions",
                                       "sigma"} <= set(history[0])
         assert (live / "config.json").is_file()
-        stages.evaluate(params, dataset="synth", variant=variant, seed=0, data=tmp_path / "prep", ckpt=ckpt,
-                        live=live, out=out)
+        call_stage("delays_evaluate", params, dataset="synth", variant=variant, seed=0, data=tmp_path / "prep",
+                   ckpt=ckpt, live=live, out=out)
         result = read_json(out)
         for key in ("dataset", "variant", "seed", "test_acc", "valid_acc", "selected_epoch", "best_test_acc",
                     "best_test_epoch", "n_params", "delays"):
@@ -77,34 +77,24 @@ def test_end_to_end_synth(params, tmp_path):
     assert all(sum(h) == n for h, n in zip(learned["delays"]["end"], (10 * 8, 8 * 4)))
     assert len(learned["delays"]["rounded_edges"]) == k + 1 and len(learned["delays"]["init"][0]) == 4 * k
     assert learned["delays"]["layers"] == ["hidden 1", "output"]
-    table = build_table(evals)
-    assert table.loc[0, "dataset"] == "synth" and table.loc[0, "paper"] == "—"
-    assert table.loc[0, "fixed_delay test (selected on valid)"] == "—"
-    assert "learned_delay best test epoch" in display_columns(table)
-    shd_row = build_table([{**e, "dataset": "shd"} for e in evals]).iloc[0]
-    assert shd_row["paper"] == "95.07 ± 0.24" and shd_row["learned_delay seeds"] == 1
-    assert shd_row["learned_delay test_acc mean"] == pytest.approx(learned["test_acc"])
-    plot_training_curves(lives, tmp_path / "curves.png")
-    plot_delay_distributions([tmp_path / "no_delay.json", tmp_path / "learned_delay.json"], tmp_path / "delays.png")
-    assert (tmp_path / "curves.png").stat().st_size > 1000 and (tmp_path / "delays.png").stat().st_size > 1000
 
 
 def test_preset_gives_the_papers_parameter_counts(params):
     from pipeline.delays.train import build_model
 
     sets = params["delays"]["sets"]
-    counts = {(name, v): sum(p.numel() for p in build_model(140, n_out, v, sets[name]).parameters() if p.requires_grad)
+    counts = {(name, v): sum(p.numel() for p in build_model(140, n_out, v, DelaysNet(**sets[name]["train"]), 10).parameters()
+                             if p.requires_grad)
               for name, n_out in (("shd", 20), ("ssc", 35), ("gsc", 35)) for v in ("no_delay", "learned_delay")}
     assert counts == {("shd", "no_delay"): 107_520, ("shd", "learned_delay"): 214_016,
                       ("ssc", "no_delay"): 616_960, ("ssc", "learned_delay"): 1_230_848,
                       ("gsc", "no_delay"): 616_960, ("gsc", "learned_delay"): 1_230_848}
 
 
-def test_unknown_dataset_or_variant(params, tmp_path):
-    with pytest.raises(ParamsError, match=r"unknown dataset 'nope' \(allowed: synth, shd, ssc, gsc"):
-        stages.prepare(params, dataset="nope", out=tmp_path / "x")
+def test_unknown_variant(params, tmp_path):
     with pytest.raises(ParamsError, match=r"unknown variant 'bogus' \(allowed: no_delay, fixed_delay, learned_delay\)"):
-        stages.train(params, dataset="synth", variant="bogus", seed=0, data=tmp_path, ckpt=tmp_path, live=tmp_path)
+        call_stage("delays_train", params, dataset="synth", variant="bogus", seed=0, data=tmp_path, ckpt=tmp_path,
+                   live=tmp_path)
 
 
 def test_prepare_ssc_and_gsc_formats(params, tmp_path):
@@ -115,15 +105,15 @@ def test_prepare_ssc_and_gsc_formats(params, tmp_path):
         units = [rng.integers(0, 700, 30).astype(np.uint16) for _ in times]
         labels = np.arange(len(times), dtype=np.uint8) % 3
         write_shd_file(tmp_path / "ssc" / f"ssc_{split}.h5", times, units, labels, np.zeros(len(times)), ["a"], {})
-    params["delays"]["sets"]["ssc"]["root"] = str(tmp_path / "ssc")
-    stages.prepare(params, dataset="ssc", out=tmp_path / "prep_ssc")
-    sizes = [len(load_split(tmp_path / "prep_ssc" / f"{s}.pt")) for s in ("train", "valid", "test")]
+    params["delays"]["sets"]["ssc"]["data"]["root"] = str(tmp_path / "ssc")
+    call_stage("delays_prepare", params, dataset="ssc", out=tmp_path / "prep_ssc")
+    sizes = [len(load_split(tmp_path / "prep_ssc" / s)) for s in ("train", "valid", "test")]
     assert sizes == [3, 4, 5]  # SSC's own valid file, no hold-out
-    gsc.write_tiny_gsc(tmp_path / "gsc", ["down", "up", "yes"], per_word=3)
-    params["delays"]["sets"]["gsc"]["root"] = str(tmp_path / "gsc")
-    stages.prepare(params, dataset="gsc", out=tmp_path / "prep_gsc")
-    test = load_split(tmp_path / "prep_gsc" / "test.pt")
+    write_tiny_gsc(tmp_path / "gsc", ["down", "up", "yes"], per_word=3)
+    params["delays"]["sets"]["gsc"]["data"]["root"] = str(tmp_path / "gsc")
+    call_stage("delays_prepare", params, dataset="gsc", out=tmp_path / "prep_gsc")
+    test = load_split(tmp_path / "prep_gsc" / "test")
     assert len(test) == 3 and test.meta["classes"] == ["down", "up", "yes"] and test.frames.shape == (303, 140)
-    assert test.frames.dtype == torch.float32
+    assert test.frames.dtype == np.float32
     with pytest.raises(Exception, match="data/raw/shd|dataset root not found"):
-        stages.prepare(params, dataset="shd", out=tmp_path / "prep_shd")
+        call_stage("delays_prepare", params, dataset="shd", out=tmp_path / "prep_shd")

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from pipeline.io import read_json
+from tests.conftest import call_stage
 from tests.test_resume import _cli, _delays_params
 
 LOSS_RTOL = 0.02
@@ -22,13 +23,11 @@ LOSS_RTOL = 0.02
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    from pipeline.delays import stages
-
     tmp = tmp_path_factory.mktemp("ddp")
     p = _delays_params(tmp)
-    p["delays"]["sets"]["synth"].update(dropout=0.0, epochs=2)
-    stages.synth(p, out=tmp / "raw")
-    stages.prepare(p, dataset="synth", out=tmp / "prep")
+    p["delays"]["sets"]["synth"]["train"].update(dropout=0.0, epochs=2)
+    call_stage("delays_synth", p, out=tmp / "raw")
+    call_stage("delays_prepare", p, dataset="synth", out=tmp / "prep")
     for n in (1, 2):
         q = copy.deepcopy(p)
         q["nproc"] = n
@@ -39,7 +38,7 @@ def project(tmp_path_factory) -> Path:
 def test_two_processes_match_one(project: Path) -> None:
     hist = {}
     for n in (1, 2):
-        proc = _cli(["delays-train", "--params", f"p{n}.yaml", "--dataset", "synth", "--variant", "learned_delay",
+        proc = _cli(["delays_train", "--params", f"p{n}.yaml", "--dataset", "synth", "--variant", "learned_delay",
                      "--seed", "0", "--data", "prep", "--ckpt", f"ck{n}", "--live", f"live{n}"], project)
         assert proc.returncode == 0, proc.stderr[-3000:]
         hist[n] = read_json(project / f"live{n}/history.json")
@@ -56,17 +55,16 @@ def test_two_processes_match_one(project: Path) -> None:
 
 
 def test_two_processes_train_the_pretrain_stage(tmp_path: Path) -> None:
-    from pipeline.pretrain import stages
     from tests.test_resume import _pretrain_params
 
     p = _pretrain_params(tmp_path)
     p["pretrain"]["ann"].update(epochs=1, batch_size=256)
-    stages.images_embedded(p, out=tmp_path / "img")
+    call_stage("images_embedded", p, out=tmp_path / "img")
     loss = {}
     for n in (1, 2):
         p["nproc"] = n
         (tmp_path / f"p{n}.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
-        proc = _cli(["pretrain-ann", "--params", f"p{n}.yaml", "--dataset", "digits", "--data", "img",
+        proc = _cli(["pretrain_ann", "--params", f"p{n}.yaml", "--ann", "digits", "--data", "img",
                      "--ckpt", f"ann{n}.pt", "--live", f"live{n}"], tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]
         loss[n] = read_json(tmp_path / f"live{n}/history.json")[0]["train_loss"]

@@ -25,7 +25,7 @@ from tests.test_pipeline_e2e import tiny
 
 pytestmark = pytest.mark.e2e
 
-SWEEP = {"lrpos-005": 0.05, "lrpos-02": 0.2}  # experiment name -> delays.train.lr_positions
+SWEEP = {"lrpos-005": 0.05, "lrpos-02": 0.2}  # experiment name -> delays.recipe.lr_positions
 EVAL = "results/delays/eval/synth/learned_delay/s0.json"
 QUEUE_TIMEOUT_S = 600
 # the workers commit each experiment: an identity for machines without a git config
@@ -97,7 +97,7 @@ def test_queued_sweep_runs_two_experiments_side_by_side(tmp_path: Path) -> None:
     t_repro = time.perf_counter() - t0
 
     for name, value in SWEEP.items():
-        run(["dvc", "exp", "run", "--queue", "-n", name, "-S", f"delays.train.lr_positions={value}",
+        run(["dvc", "exp", "run", "--queue", "-n", name, "-S", f"delays.recipe.lr_positions={value}",
              "delays_evaluate"], cwd=work)
     assert queue_status(work) == {name: "Queued" for name in SWEEP}
     most_running = 0
@@ -133,7 +133,7 @@ def test_queued_sweep_runs_two_experiments_side_by_side(tmp_path: Path) -> None:
     assert set(exps) == set(SWEEP)
     results = {}
     for name, data in exps.items():
-        assert data["params"]["params.yaml"]["data"]["delays"]["train"]["lr_positions"] == SWEEP[name]
+        assert data["params"]["params.yaml"]["data"]["delays"]["recipe"]["lr_positions"] == SWEEP[name]
         results[name] = data["metrics"][EVAL]["data"]
         assert {"test_acc", "test_loss", "valid_acc", "best_test_acc"} <= set(results[name])
     a, b = results.values()

@@ -1,5 +1,7 @@
-"""End to end: both drivers run the real DAG with tiny parameters, a second run
-does nothing, and a changed parameter reruns exactly the stages that read it."""
+"""End to end: both drivers run the real DAG with tiny parameters in one project copy. A second run
+does nothing; a changed parameter reruns exactly the stages that read it (a training key never
+re-prepares data); the command line's config reaches the stages; bad parameters stop both drivers
+before anything is deleted; a killed stage is rerun and resumes."""
 from __future__ import annotations
 
 import json
@@ -10,18 +12,22 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.io import read_json
 from tests.conftest import REPO, copy_project, run
 
 pytestmark = pytest.mark.e2e
+
+DELAY_JOBS = {f"delays_{s}@synth-{v}-0" for s in ("train", "evaluate") for v in ("no_delay", "fixed_delay", "learned_delay")}
 
 
 def tiny(params: dict) -> dict:
     d = params["delays"]
     d["seeds"] = [0]
     d["synth"].update(n_train=150, n_test=60)
-    d["sets"]["synth"].update(epochs=2, hidden=[16, 16], batch_size=32)
+    d["sets"]["synth"]["train"].update(epochs=2, hidden=[16, 16], batch_size=32)
     p = params["pretrain"]
-    p["model"]["width"] = 4
+    p["model"].update(width=4, decoder_hidden=16)
+    p["motion"].update(clips_per_class_train=4, clips_per_class_val=2)
     for block in ("ann", "finetune", "scratch"):
         p[block]["epochs"] = 1
     p["finetune"]["milestones"] = [1]
@@ -50,28 +56,46 @@ def _timed(cmd: list[str], cwd: Path) -> tuple[str, float]:
     return proc.stdout + proc.stderr, time.perf_counter() - t0
 
 
+def _planned(work: Path, *extra: str) -> list[str]:
+    proc = run(["snakemake", "-n", "--cores", "1", *extra], cwd=work)
+    return sorted(r for r in re.findall(r"^rule (\w+):$", proc.stdout, flags=re.M) if r != "all")
+
+
 def test_snakemake_runs_caches_and_reruns_only_what_a_param_touches(project: Path) -> None:
     run(["snakemake", "--cores", "2"], cwd=project)
     for table in ("delays", "pretrain"):
         assert (project / "results" / "tables" / f"{table}.md").stat().st_size > 0
     metrics = json.loads((project / "results" / "metrics.json").read_text())
-    assert set(metrics["delays"]["synth"]) >= {"learned_delay test_acc mean", "no_delay test_acc mean"}
-    assert set(metrics["pretrain"]) == {"digits/pipeS", "digits_events/pipeD"}
+    assert {"synth/learned_delay", "synth/no_delay"} <= set(metrics["delays"])
+    assert "test_acc_mean" in metrics["delays"]["synth/learned_delay"]
+    assert set(metrics["pretrain"]) == {"digits/digits", "digits_events/digits_events", "motion_events/motion_events",
+                                        "digits/pipeS", "digits_events/pipeD", "motion_events/pipeU"}
 
     out, seconds = _timed(["snakemake", "--cores", "2"], project)
     print(f"no-op snakemake: {seconds:.2f} s")
     assert "Nothing to be done" in out
 
     _set(project, "pretrain.finetune.epochs", 2)
-    proc = run(["snakemake", "-n", "--cores", "1"], cwd=project)
-    planned = [r for r in re.findall(r"^rule (\w+):$", proc.stdout, flags=re.M) if r != "all"]
-    assert sorted(planned) == ["finetune_snn", "finetune_snn", "report"]
+    assert _planned(project) == ["finetune_snn"] * 3 + ["report"]
+    _set(project, "pretrain.finetune.epochs", 1)
+    _set(project, "delays.sets.synth.train.dropout", 0.3)  # a training key: retrain and evaluate, never re-prepare
+    assert _planned(project) == ["delays_evaluate"] * 3 + ["delays_train"] * 3 + ["report"]
+    _set(project, "delays.sets.synth.train.dropout", 0.4)
+    assert _planned(project) == []
+
+
+def test_the_command_lines_config_reaches_the_stages(project: Path) -> None:
+    """A --config value overriding a params.yaml key is what the stage computes with (not params.yaml's)."""
+    target = "results/delays/train/synth/learned_delay/s0"
+    run(["snakemake", "--cores", "1", target, "--config", "max_epochs=1"], cwd=project)  # targets before --config
+    assert len(read_json(project / target / "history.json")) == 1  # params.yaml trains 2 epochs
+    assert read_json(project / target / "config.json")["net"]["epochs"] == 2
+    assert "delays_train" in _planned(project)  # back to params.yaml's value: rerun
 
 
 def test_snakemakes_directory_markers_are_invisible_to_git_and_dvc(project: Path) -> None:
     """Snakemake leaves a .snakemake_timestamp in every directory output it writes: these must not
     show up as new files in git or as changed outputs in DVC (which hashes directories whole)."""
-    _set(project, "pretrain.finetune.epochs", 1)
     run(["snakemake", "--cores", "2"], cwd=project)
     markers = [str(p.relative_to(project)) for p in project.rglob(".snakemake_timestamp")]
     assert any(m.startswith("results/") for m in markers)  # git-tracked directory outputs get them too
@@ -80,27 +104,63 @@ def test_snakemakes_directory_markers_are_invisible_to_git_and_dvc(project: Path
     assert sorted(ignored) == sorted(markers)
 
 
+def _messages(stderr: str) -> list[str]:
+    """Snakemake's stderr without its note that it uses the project's profile."""
+    return [line for line in stderr.strip().splitlines() if not line.startswith("Using workflow specific profile")]
+
+
+def test_bad_params_stop_snakemake_with_one_line(project: Path) -> None:
+    params = (project / "params.yaml").read_text()
+    try:
+        _set(project, "delays.datasets", ["synth", "shd_typo"])
+        proc = run(["snakemake", "-n", "--cores", "1"], cwd=project, check=False)
+        assert proc.returncode == 2 and _messages(proc.stderr) == [
+            "error: params.yaml: delays.datasets: 'shd_typo' is not defined in delays.sets (defined: synth)"]
+        (project / "params.yaml").write_text(params.replace("device: auto", "device: auto\n\tthreads: 2", 1))
+        proc = run(["snakemake", "-n", "--cores", "1"], cwd=project, check=False)
+        lines = _messages(proc.stderr)
+        assert proc.returncode == 2 and len(lines) == 1 and re.match(r"error: params.yaml:\d+:\d+: invalid YAML", lines[0])
+    finally:
+        (project / "params.yaml").write_text(params)
+
+
 def test_dvc_repro_caches_and_reruns_only_what_a_param_touches(project: Path) -> None:
-    _set(project, "pretrain.finetune.epochs", 1)
     run(["dvc", "repro"], cwd=project)
     out, seconds = _timed(["dvc", "repro"], project)
     print(f"no-op dvc repro: {seconds:.2f} s")
     assert "Data and pipelines are up to date" in out
 
-    _set(project, "delays.train.lr_positions", 0.05)
+    _set(project, "delays.sets.synth.train.dropout", 0.3)
     out = run(["dvc", "repro"], cwd=project).stdout
     ran = set(re.findall(r"Running stage '([^']+)'", out))
-    learned_or_fixed = {f"delays_{s}@synth-{v}-0" for s in ("train", "evaluate") for v in ("no_delay", "fixed_delay", "learned_delay")}
-    assert ran == learned_or_fixed | {"report"}
+    assert ran == DELAY_JOBS | {"check_params", "report"}  # check_params reads params.yaml; its output is unchanged
     # the metrics of the two commits-to-be compare through DVC
     diff = run(["dvc", "metrics", "diff", "--json"], cwd=project).stdout
     assert "results/metrics.json" in diff
+
+
+def test_a_typo_key_stops_dvc_before_anything_is_deleted(project: Path) -> None:
+    params = (project / "params.yaml").read_text()
+    ckpt = project / "models/delays/synth/learned_delay/s0/best.pt"
+    before = ckpt.stat().st_mtime_ns
+    try:
+        _set(project, "delays.trian", 1)
+        _set(project, "delays.sets.synth.train.dropout", 0.2)  # would rerun training if the typo went unnoticed
+        proc = run(["dvc", "repro"], cwd=project, check=False)
+        ours = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("error:")]
+        assert proc.returncode != 0 and ours == ["error: params.yaml: delays: unknown key(s) 'trian' (allowed: "
+                                                 "datasets, variants, seeds, synth, recipe, sets)"]
+        assert "Running stage 'delays_train" not in proc.stdout
+        assert ckpt.stat().st_mtime_ns == before
+    finally:
+        (project / "params.yaml").write_text(params)
 
 
 def test_a_killed_training_stage_is_rerun_by_both_drivers_and_resumes(project: Path) -> None:
     """SIGKILL mid-epoch 2: neither driver takes the partial outputs as done, and the rerun continues."""
     stage, ckpt = "delays_train@synth-learned_delay-0", "models/delays/synth/learned_delay/s0"
     kill = {"PIPELINE_KILL_AFTER_BATCHES": "5"}  # 4 training batches per epoch here
+    run(["dvc", "repro"], cwd=project)
     assert run(["dvc", "repro", "-f", "-s", stage], cwd=project, check=False, env=kill).returncode != 0
     assert stage in run(["dvc", "status", stage], cwd=project).stdout  # not up to date
     out = run(["dvc", "repro"], cwd=project).stdout

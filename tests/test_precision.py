@@ -9,6 +9,7 @@ import yaml
 
 from pipeline.io import read_json
 from pipeline.precision import Precision, autocast_dtype
+from tests.conftest import call_stage
 from tests.test_resume import _cli, _delays_params
 
 
@@ -23,18 +24,16 @@ def test_modes() -> None:
 
 
 def test_bf16_training_runs_in_bf16(tmp_path) -> None:
-    from pipeline.delays import stages
-
     p = _delays_params(tmp_path)
-    p["delays"]["sets"]["synth"]["epochs"] = 1
+    p["delays"]["sets"]["synth"]["train"]["epochs"] = 1
     p["amp"] = "bf16"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
-    stages.synth(p, out=tmp_path / "raw")
-    stages.prepare(p, dataset="synth", out=tmp_path / "prep")
-    proc = _cli(["delays-train", "--dataset", "synth", "--variant", "learned_delay", "--seed", "0", "--data", "prep",
+    call_stage("delays_synth", p, out=tmp_path / "raw")
+    call_stage("delays_prepare", p, dataset="synth", out=tmp_path / "prep")
+    proc = _cli(["delays_train", "--dataset", "synth", "--variant", "learned_delay", "--seed", "0", "--data", "prep",
                  "--ckpt", "ck", "--live", "live"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert read_json(tmp_path / "live/config.json")["amp"] == "bf16"
-    assert math.isfinite(read_json(tmp_path / "live/history.json")[0]["loss"])
+    assert math.isfinite(read_json(tmp_path / "live/history.json")[0]["train_loss"])
     with Precision("bf16", torch.device("cpu")).autocast():
         assert torch.nn.Linear(4, 2)(torch.ones(1, 4)).dtype is torch.bfloat16  # autocast really applies

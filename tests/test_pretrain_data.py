@@ -5,6 +5,7 @@ import torch
 from PIL import Image
 
 from pipeline.data.batching import Skipped, collate_skipping, materialize
+from pipeline.data.device_transforms import to_model_input
 from pipeline.data.es_imagenet import ESImageNet, Geometry, convert_imagefolder, events_to_frames, image_to_events
 from pipeline.data.es_ucf101 import ESUCF101, action_of, clip_to_events
 
@@ -26,7 +27,7 @@ def test_single_pixel_events_follow_the_shift_path():
     assert sorted(set(pos[:, 2].tolist())) == list(range(1, 9))
     # the loader places it at [polarity, t-1, row + off, col + off]
     frames = events_to_frames(pos, neg, 10, 10, geom)
-    assert frames.shape == (2, 8, 12, 12)
+    assert frames.shape == (2, 8, 12, 12) and frames.dtype == torch.uint8
     off = geom.offset(10, 10)
     assert frames[0, 0, 6 + off[0], 4 + off[1]] == 1 and frames[1, 0, 4 + off[0], 5 + off[1]] == 1
     assert frames.sum() == len(pos) + len(neg)
@@ -64,8 +65,10 @@ def test_converter_writes_the_exact_layout_and_loader_reads_it(tmp_path):
     z = np.load(tmp_path / "es" / "train" / "class0" / "class0_1.npz")
     assert set(z.files) == {"pos", "neg"} and z["pos"].dtype == np.uint8
     ds = ESImageNet(tmp_path / "es", "train", geom)
-    x, y = ds[0]
-    assert x.shape == (2, 8, 18, 18) and y == 0
+    packed, y = ds[0]
+    assert packed.dtype == torch.uint8 and packed.shape == (2, 8, 18, 3) and y == 0  # 18 bits -> 3 bytes
+    x = to_model_input(packed, ds.input_spec)
+    assert x.shape == (2, 8, 18, 18) and x.dtype == torch.float32
     # centring offset ((long_side - a)//2, (long_side - b)//2) = (3, 0)
     full = torch.zeros(2, 8, 20, 20)
     p = torch.as_tensor(z["pos"].astype(np.int64))
@@ -112,5 +115,6 @@ def test_es_ucf101_converter_and_loader(tmp_path):
     ds = ESUCF101(tmp_path, "train")
     assert ds.classes == ["ApplyEyeMakeup", "Biking"]
     x, y = ds[0]
-    assert x.shape == (2, 30, 8, 10) and x.dtype == torch.float32 and y == 0
+    assert x.shape == (2, 30, 8, 10) and x.dtype == torch.uint8 and y == 0
+    assert torch.equal(x, torch.from_numpy(ev))
     assert isinstance(ds[2], Skipped)

@@ -27,6 +27,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from pipeline.data.batching import Skipped
+from pipeline.data.device_transforms import InputSpec, pack_bits
 
 # the fixed one-pixel path (x = column offset, y = row offset)
 SHIFT_X = (1, 0, 2, 1, 0, 2, 1, 1, 2)
@@ -134,19 +135,31 @@ def convert_imagefolder(images: Path, out: Path, geom: Geometry, threshold: floa
 
 
 def events_to_frames(pos: np.ndarray, neg: np.ndarray, a: int, b: int, geom: Geometry) -> torch.Tensor:
-    """The reference loader's dense frame: (2, 8, crop, crop) with 1 at [polarity, t-1, row, col]."""
-    frame = torch.zeros(2, N_STEPS, geom.canvas, geom.canvas)
+    """The reference loader's frame as uint8: (2, 8, crop, crop) with 1 at [polarity, t-1, row, col].
+
+    One scatter per polarity straight into the crop (events on the canvas but
+    outside the crop are dropped, as the reference's crop drops them); an event
+    outside the canvas or with t outside 1..8 is a ValueError.
+    """
+    crop, m = geom.crop, geom.margin
+    frame = np.zeros((2, N_STEPS, crop, crop), np.uint8)
     off_r, off_c = geom.offset(a, b)
     for pol, ev in enumerate((pos, neg)):
-        if len(ev):
-            ev = torch.as_tensor(ev.astype(np.int64))
-            frame[pol, ev[:, 2] - 1, ev[:, 0] + off_r, ev[:, 1] + off_c] = 1.0
-    m = geom.margin
-    return frame[:, :, m:geom.canvas - m, m:geom.canvas - m]
+        ev = ev.astype(np.intp)
+        t, r, c = ev[:, 2] - 1, ev[:, 0] + off_r, ev[:, 1] + off_c
+        if len(ev) and (t.min() < 0 or t.max() >= N_STEPS or min(r.min(), c.min()) < 0
+                        or max(r.max(), c.max()) >= geom.canvas):
+            raise ValueError(f"events outside the {geom.canvas} x {geom.canvas} canvas or steps 1..{N_STEPS} "
+                             f"(resized size {a} x {b})")
+        inside = (r >= m) & (r < m + crop) & (c >= m) & (c < m + crop)
+        frame[pol, t[inside], r[inside] - m, c[inside] - m] = 1
+    return torch.from_numpy(frame)
 
 
 class ESImageNet(Dataset):
-    """Reads ES-ImageNet's format; items are (float tensor (2, 8, crop, crop), label).
+    """Reads ES-ImageNet's format; items are (frames, label), the frames (2, 8, crop, crop) of 0/1
+    with their bits packed along the last axis: uint8 (2, 8, crop, ceil(crop / 8)), 1/32 of
+    float32's bytes until prepare_batch unpacks them on the device (`input_spec`).
 
     A missing root or label file is an error naming it; a missing or damaged npz
     yields `Skipped` (counted and reported by the training stage) so it cannot
@@ -172,6 +185,7 @@ class ESImageNet(Dataset):
             # the reference swaps any extension for .npz
             self.items.append((os.path.splitext(parts[0])[0] + ".npz", int(parts[1]), int(parts[2]), int(parts[3])))
         self.targets = [label for _, label, _, _ in self.items]  # as torchvision's ImageFolder: labels without reading samples
+        self.input_spec = InputSpec("packed_bits", width=geom.crop)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -188,6 +202,6 @@ class ESImageNet(Dataset):
                 pos, neg = z["pos"], z["neg"]
             if pos.ndim != 2 or pos.shape[1] != 3 or neg.ndim != 2 or neg.shape[1] != 3:
                 raise ValueError(f"pos/neg must be [N, 3], got {pos.shape} / {neg.shape}")
-            return events_to_frames(pos, neg, a, b, self.geom), label
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, IndexError) as err:
+            return pack_bits(events_to_frames(pos, neg, a, b, self.geom)), label
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
             return Skipped(str(path), f"{type(err).__name__}: {err}")

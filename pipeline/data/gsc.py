@@ -1,6 +1,6 @@
 """Google Speech Commands v0.02: folder layout -> log-mel frames (T=101, 140).
 
-Layout (specs/datasets.md): one folder per word of 16 kHz mono wav files;
+Layout (docs/data.md): one folder per word of 16 kHz mono wav files;
 `validation_list.txt` and `testing_list.txt` at the root list `word/file.wav`
 paths of those splits, every other wav is training; folders starting with `_`
 (`_background_noise_`) are not classes. Wav files are read with soundfile
@@ -8,12 +8,19 @@ paths of those splits, every other wav is training; folders starting with `_`
 
 Features follow the DCLS reference: pad/cut to 1 s, resample 16 kHz -> 8 kHz,
 power spectrogram (n_fft 256, hop 80), 140 mel bands from 50 Hz, to dB,
-transposed to (time, mel).
+transposed to (time, mel). Features are computed in chunks of FEATURE_CHUNK
+files by worker processes (`FeatureWorkers`) and handed over in order: memory
+holds a few chunks, and the values do not depend on the worker count.
 """
 from __future__ import annotations
 
+import multiprocessing
+import os
 import warnings
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -25,7 +32,9 @@ TARGET_RATE = 8000
 N_MELS = 140
 SPLITS = ("train", "valid", "test")
 LIST_FILES = {"valid": "validation_list.txt", "test": "testing_list.txt"}
-FEATURE_CHUNK = 512  # waveforms per feature batch
+# Waveforms per feature batch (one worker task: about 30 MB of features). Float sums depend on the batch
+# size, so changing it changes the features' last bits (and the prepared data's hash).
+FEATURE_CHUNK = 512
 
 
 def list_classes(root: str | Path) -> list[str]:
@@ -97,53 +106,48 @@ class LogMel(torch.nn.Module):
         return self.to_db(self.mel(self.resample(wav))).transpose(1, 2).contiguous()
 
 
-def load_split(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """Features of one split: (frames stacked over samples (N*101, 140) float32, lengths, labels, classes)."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown GSC split '{split}' (allowed: {', '.join(SPLITS)})")
-    files, classes = split_files(root)
-    items = files[split]
-    logmel = LogMel()
-    feats: list[torch.Tensor] = []
-    for start in range(0, len(items), FEATURE_CHUNK):
-        chunk = items[start : start + FEATURE_CHUNK]
-        wav = torch.from_numpy(np.stack([read_wav(Path(root) / rel) for rel, _ in chunk]))
-        feats.append(logmel(wav))
-    n_mel = N_MELS
-    x = torch.cat(feats) if feats else torch.zeros(0, 101, n_mel)
-    lengths = np.full(len(items), x.shape[1], dtype=np.int64)
-    labels = np.asarray([lab for _, lab in items], dtype=np.int64)
-    return x.reshape(-1, n_mel).numpy().astype(np.float32), lengths, labels, classes
+class FeatureWorkers:
+    """Worker processes computing log-mel features: one per usable CPU by default, one torch thread each.
 
-
-def write_tiny_gsc(
-    root: str | Path,
-    words: list[str],
-    per_word: int = 3,
-    seed: int = 0,
-    lengths_s: tuple[float, ...] = (1.0, 0.6, 1.2),
-) -> dict[str, list[str]]:
-    """Write a tiny GSC-layout folder (for tests): word folders of 16 kHz wavs,
-    split lists, and a `_background_noise_` folder that is not a class.
-
-    File j of each word lasts lengths_s[j % len] seconds (to exercise pad/cut);
-    file 0 of every word goes to validation, file 1 to testing, the rest train.
-    Returns {split: [relative paths]}.
+    Spawned, not forked: a fork of a process whose OpenMP threads ran can hang in the child.
     """
-    root = Path(root)
-    rng = np.random.default_rng(seed)
-    splits: dict[str, list[str]] = {s: [] for s in SPLITS}
-    for w, word in enumerate(words):
-        (root / word).mkdir(parents=True, exist_ok=True)
-        for j in range(per_word):
-            n = int(lengths_s[j % len(lengths_s)] * SAMPLE_RATE)
-            t = np.arange(n) / SAMPLE_RATE
-            wav = 0.3 * np.sin(2 * np.pi * (300 + 200 * w) * t) + 0.01 * rng.standard_normal(n)
-            rel = f"{word}/{j:08x}_nohash_0.wav"
-            sf.write(str(root / rel), wav.astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
-            splits["valid" if j == 0 else "test" if j == 1 else "train"].append(rel)
-    (root / "_background_noise_").mkdir(parents=True, exist_ok=True)
-    sf.write(str(root / "_background_noise_" / "white_noise.wav"), 0.1 * rng.standard_normal(2 * SAMPLE_RATE), SAMPLE_RATE)
-    (root / "validation_list.txt").write_text("".join(r + "\n" for r in splits["valid"]))
-    (root / "testing_list.txt").write_text("".join(r + "\n" for r in splits["test"]))
-    return splits
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or len(os.sched_getaffinity(0))
+        self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_start_worker)
+
+    def chunks(self, root: str | Path, items: list[tuple[str, int]]) -> Iterator[np.ndarray]:
+        """Features of the wav files `items` (relative path, label) in chunks of FEATURE_CHUNK files, in
+        order, each (n, 101, 140) float32. The chunk boundaries do not depend on the worker count, so
+        neither do the values; a few chunks are computed ahead of the consumer, no more."""
+        paths = [str(Path(root) / rel) for rel, _ in items]
+        pending: deque[Future] = deque()
+        for start in range(0, len(paths), FEATURE_CHUNK):
+            pending.append(self._pool.submit(_chunk_features, paths[start : start + FEATURE_CHUNK]))
+            if len(pending) > 2 * self.workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+    def __enter__(self) -> "FeatureWorkers":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(cancel_futures=True)
+
+
+_worker_logmel: LogMel | None = None
+
+
+def _start_worker() -> None:
+    global _worker_logmel
+    torch.set_num_threads(1)  # the processes are the parallelism
+    _worker_logmel = LogMel()
+
+
+def _chunk_features(paths: list[str]) -> np.ndarray:
+    """(len(paths), 101, 140) float32 features of some wav files (run in a FeatureWorkers process)."""
+    assert _worker_logmel is not None, "run in a FeatureWorkers process"
+    wav = torch.from_numpy(np.stack([read_wav(p) for p in paths]))
+    return _worker_logmel(wav).numpy()

@@ -1,35 +1,36 @@
-"""Prepared splits: one torch file per split, batched without per-event work.
+"""Prepared splits: ragged frames read from a memory-mapped store, batched by slices.
 
-A split is stored ragged: `frames` (sum of lengths, C) with sample i in rows
-offsets[i]:offsets[i+1], plus `lengths`, `labels` and metadata. Batches are
-gathered with one vectorised index and padded with zeros at the end to the
-batch's longest sample (as the reference does).
+A split is ragged: `frames` (sum of lengths, C) with sample i in rows
+offsets[i]:offsets[i+1], plus `lengths`, `labels` and metadata. `load_split`
+memory-maps the frames of a store written by delays_prepare
+(pipeline/data/store.py), so nothing is read until a batch needs it. A batch
+copies each sample's rows in one slice into a (T, B, C) float32 tensor padded
+with zeros at the end to the batch's longest sample (as the reference does).
+pipeline/data/loader.py assembles batches ahead in a background thread.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 
+from pipeline.data.store import StoreWriter, read_store
 from pipeline.distributed import Dist, ShardedBatchSampler
-from pipeline.io import load_torch, save_torch
-
-FORMAT_VERSION = 1
 
 
 @dataclass
 class Split:
-    frames: torch.Tensor  # (sum(lengths), C), int16 spike counts or float32 features
-    lengths: torch.Tensor  # (N,) int64
-    labels: torch.Tensor  # (N,) int64
+    frames: np.ndarray  # (sum(lengths), C), int16 spike counts or float32 features; read-only memory map when loaded
+    lengths: np.ndarray  # (N,) int64
+    labels: np.ndarray  # (N,) int64
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.offsets = torch.zeros(len(self.lengths) + 1, dtype=torch.int64)
-        self.offsets[1:] = torch.cumsum(self.lengths, 0)
+        self.offsets = np.zeros(len(self.lengths) + 1, dtype=np.int64)
+        np.cumsum(self.lengths, out=self.offsets[1:])
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -38,59 +39,62 @@ class Split:
     def n_channels(self) -> int:
         return int(self.frames.shape[1])
 
-    def subset(self, idx: np.ndarray | torch.Tensor) -> "Split":
-        """A new Split holding samples idx (in that order)."""
-        idx = torch.as_tensor(idx, dtype=torch.int64)
+    def subset(self, idx: Sequence[int] | np.ndarray) -> "Split":
+        """A new in-memory Split holding samples idx (in that order)."""
+        idx = np.asarray(idx, dtype=np.int64)
         lengths = self.lengths[idx]
-        rows = _rows(self.offsets[idx], lengths)
-        return Split(self.frames[rows], lengths, self.labels[idx], dict(self.meta))
+        frames = np.concatenate([self.frames[self.offsets[i] : self.offsets[i + 1]] for i in idx.tolist()]
+                                or [np.zeros((0, self.n_channels), self.frames.dtype)])
+        return Split(frames, lengths, self.labels[idx], dict(self.meta))
 
-    def batch(self, idx: torch.Tensor, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-        """(x (T, B, C) float32 zero-padded to the longest of the batch, labels (B,))."""
-        idx = torch.as_tensor(idx, dtype=torch.int64)
-        lengths = self.lengths[idx]
-        t_max = int(lengths.max())
-        t = torch.arange(t_max)
-        valid = t[None, :] < lengths[:, None]  # (B, T)
-        rows = (self.offsets[idx][:, None] + t[None, :]).clamp(max=max(len(self.frames) - 1, 0))
-        x = self.frames[rows].float() * valid[..., None]
-        return x.transpose(0, 1).contiguous().to(device), self.labels[idx].to(device)
+    def gather(self, idx: Sequence[int] | np.ndarray, pin_memory: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x (T, B, C) float32 zero-padded to the longest of the batch, labels (B,)) on the CPU,
+        in page-locked memory when `pin_memory` (for asynchronous copies to a GPU)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        lengths, starts = self.lengths[idx], self.offsets[idx]
+        x = torch.zeros((int(lengths.max(initial=0)), len(idx), self.n_channels), pin_memory=pin_memory)
+        out = x.numpy()
+        # One slice per sample: copies (and converts) only the sample's rows, reading the memory map sequentially.
+        for b, (start, length) in enumerate(zip(starts.tolist(), lengths.tolist())):
+            out[:length, b] = self.frames[start : start + length]
+        y = torch.from_numpy(self.labels[idx])
+        return x, y.pin_memory() if pin_memory else y
 
-
-def _rows(starts: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Concatenated ranges starts[i] .. starts[i] + lengths[i], vectorised."""
-    total = int(lengths.sum())
-    seg = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
-    first = torch.cumsum(lengths, 0) - lengths
-    return starts[seg] + (torch.arange(total) - first[seg])
+    def batch(self, idx: Sequence[int] | np.ndarray, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """`gather` moved to `device` (pinned and asynchronous for a GPU)."""
+        device = torch.device(device)
+        cuda = device.type == "cuda"
+        x, y = self.gather(idx, pin_memory=cuda)
+        return x.to(device, non_blocking=cuda), y.to(device, non_blocking=cuda)
 
 
 def make_split(frames: np.ndarray, lengths: np.ndarray, labels: np.ndarray, meta: dict[str, Any] | None = None) -> Split:
-    return Split(torch.from_numpy(np.ascontiguousarray(frames)), torch.as_tensor(lengths, dtype=torch.int64),
-                 torch.as_tensor(labels, dtype=torch.int64), dict(meta or {}))
+    return Split(np.ascontiguousarray(frames), np.asarray(lengths, dtype=np.int64),
+                 np.asarray(labels, dtype=np.int64), dict(meta or {}))
 
 
 def save_split(path: str | Path, split: Split) -> None:
-    save_torch(path, {"version": FORMAT_VERSION, "frames": split.frames, "lengths": split.lengths,
-                      "labels": split.labels, "meta": split.meta})
+    """Write an in-memory split as a store folder `path` (delays_prepare streams into StoreWriter instead)."""
+    with StoreWriter(path, split.n_channels, split.frames.dtype) as writer:
+        writer.append(split.frames, split.lengths, split.labels)
+        writer.close(split.meta)
 
 
 def load_split(path: str | Path) -> Split:
-    obj = load_torch(path)
-    if not isinstance(obj, dict) or obj.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: not a prepared split (format version {FORMAT_VERSION}); rerun delays-prepare")
-    return Split(obj["frames"], obj["lengths"], obj["labels"], obj["meta"])
+    """The split stored in folder `path` (<prepared>/<split>), frames memory-mapped read-only."""
+    frames, _, lengths, labels, meta = read_store(path)
+    return Split(frames, lengths, labels, meta)
 
 
 def check_splits(splits: dict[str, Split], dataset: str, data: str | Path) -> None:
     """Prepared splits fit to train and evaluate `dataset`: prepared for it, none empty, every label a
-    class of the set, the same channels everywhere. One-line errors naming the split file."""
+    class of the set, the same channels everywhere. One-line errors naming the split's store."""
     channels = {s.n_channels for s in splits.values()}
     for name, split in splits.items():
-        where = Path(data) / f"{name}.pt"
+        where = Path(data) / name
         made_for = split.meta.get("dataset")
         if made_for != dataset:
-            raise ValueError(f"{where}: prepared for dataset '{made_for}', expected '{dataset}' (delays-prepare --dataset {dataset})")
+            raise ValueError(f"{where}: prepared for dataset '{made_for}', expected '{dataset}' (delays_prepare --dataset {dataset})")
         if len(split) == 0:
             raise ValueError(f"{where}: the {name} split is empty (expected at least one sample)")
         n_classes = int(split.meta.get("n_classes", 0))
@@ -125,8 +129,11 @@ def iterate_batches(
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
     d: Dist = Dist(),
+    skip: int = 0,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (x (T, B, C), y (B,)); seeded shuffling through `generator`; last batch may be smaller.
-    In a distributed run (`d`) each rank gets its share of every global batch (ShardedBatchSampler)."""
-    for idx in ShardedBatchSampler(len(split), batch_size, shuffle, generator, d):
-        yield split.batch(torch.as_tensor(idx, dtype=torch.int64), device)
+    In a distributed run (`d`) each rank gets its share of every global batch (ShardedBatchSampler);
+    the first `skip` batches are left out (a resumed epoch). Batches are assembled when asked for;
+    pipeline.data.loader.prefetch_batches yields the same ones ahead."""
+    for idx in ShardedBatchSampler(len(split), batch_size, shuffle, generator, d, skip):
+        yield split.batch(idx, device)

@@ -1,6 +1,6 @@
 """Spiking Heidelberg Digits / Spiking Speech Commands: official HDF5 -> frames.
 
-Layout read (specs/datasets.md): `spikes/times` (seconds, one vlen float array
+Layout read (docs/data.md): `spikes/times` (seconds, one vlen float array
 per sample), `spikes/units` (channel ids 0..699, vlen int, same length as its
 times), `labels`. Events are binned into `time_step_ms` frames of per-channel
 spike counts and channels are summed in groups of `pool` (700 -> 140).
@@ -10,10 +10,13 @@ sample + bin) * channels + pooled channel) over chunks of samples small enough
 to stay in cache, so no Python work per event and little per sample
 (benchmarks/bench_binning.py compares it with a per-sample loop).
 The result is ragged: all samples' frames stacked along time, plus lengths.
+`SpikeFile.binned_chunks` streams a file: it reads and bins READ_SAMPLES
+samples at a time, so preparing SSC needs memory for one chunk, not the file.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable, Iterator, TypeVar
 
 import h5py
 import numpy as np
@@ -27,6 +30,8 @@ SPLIT_FILES = {
 CHUNK = 2048  # at most this many samples binned per pass
 INT32_INDEX_LIMIT = np.iinfo(np.int32).max  # chunks with fewer output cells index them in int32
 EVENTS_PER_CHUNK = 1 << 17  # events per pass: its arrays stay in cache (about 1.5x faster than 2048 samples a pass)
+READ_SAMPLES = 1024  # samples read from a file at a time (SSC: about 50 MB of events)
+T = TypeVar("T")
 
 
 class DataFormatError(ValueError):
@@ -49,31 +54,78 @@ def split_path(root: str | Path, fmt: str, split: str) -> Path:
     return path
 
 
+class SpikeFile:
+    """One SHD/SSC file opened for streaming: layout checked on opening, labels read, events read by chunks
+    of samples, so memory is bounded by a chunk and not by the file (SSC: 5.5 GB over three files)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DataFormatError(f"{self.path}: file not found; expected an SHD/SSC HDF5 file")
+        try:
+            self._file = h5py.File(self.path, "r")
+        except Exception as err:  # h5py raises OSError/KeyError/... for truncated or foreign files
+            raise DataFormatError(f"{self.path}: not a readable HDF5 file ({err}); is it truncated or still gzipped?") from err
+        try:
+            self.labels = self._check_layout()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _check_layout(self) -> np.ndarray:
+        path, f = self.path, self._file
+        for key in ("spikes/times", "spikes/units", "labels"):
+            if key not in f:
+                raise DataFormatError(f"{path}: missing dataset '{key}' (expected SHD layout spikes/times, spikes/units, labels)")
+        _check_dtypes(path, f)
+        n_times, n_units = len(f["spikes/times"]), len(f["spikes/units"])
+        labels = self._read(lambda: np.asarray(f["labels"][:], dtype=np.int64))
+        if not (n_times == n_units == len(labels)):
+            raise DataFormatError(
+                f"{path}: spikes/times has {n_times} samples, spikes/units {n_units}, labels {len(labels)}; they must match"
+            )
+        if len(labels) and labels.min() < 0:
+            raise DataFormatError(f"{path}: label {labels.min()} is negative; expected classes 0..n-1")
+        return labels
+
+    def _read(self, read: Callable[[], T]) -> T:
+        try:
+            return read()
+        except Exception as err:  # a damaged data block surfaces only when read
+            raise DataFormatError(f"{self.path}: not a readable HDF5 file ({err}); is it truncated?") from err
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def events(self, start: int, stop: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """(times per sample, units per sample) of samples start..stop-1."""
+        return self._read(lambda: (list(self._file["spikes/times"][start:stop]), list(self._file["spikes/units"][start:stop])))
+
+    def binned_chunks(
+        self, time_step_ms: float, n_units: int = N_UNITS, pool: int = 1, samples_per_read: int | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(frames, lengths) of consecutive chunks of samples_per_read (default READ_SAMPLES) samples,
+        binned as `bin_events` does the whole file."""
+        samples_per_read = samples_per_read or READ_SAMPLES
+        for start in range(0, len(self), samples_per_read):
+            times, units = self.events(start, min(start + samples_per_read, len(self)))
+            yield bin_events(times, units, time_step_ms, n_units=n_units, pool=pool, source=str(self.path),
+                             first_sample=start)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "SpikeFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def read_events(path: str | Path) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
-    """Read (times per sample, units per sample, labels) from one SHD/SSC file, checking the layout."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataFormatError(f"{path}: file not found; expected an SHD/SSC HDF5 file")
-    try:
-        with h5py.File(path, "r") as f:
-            for key in ("spikes/times", "spikes/units", "labels"):
-                if key not in f:
-                    raise DataFormatError(f"{path}: missing dataset '{key}' (expected SHD layout spikes/times, spikes/units, labels)")
-            _check_dtypes(path, f)
-            times = list(f["spikes/times"][:])
-            units = list(f["spikes/units"][:])
-            labels = np.asarray(f["labels"][:], dtype=np.int64)
-    except DataFormatError:
-        raise
-    except Exception as err:  # h5py raises OSError/KeyError/... for truncated or foreign files
-        raise DataFormatError(f"{path}: not a readable HDF5 file ({err}); is it truncated or still gzipped?") from err
-    if not (len(times) == len(units) == len(labels)):
-        raise DataFormatError(
-            f"{path}: spikes/times has {len(times)} samples, spikes/units {len(units)}, labels {len(labels)}; they must match"
-        )
-    if len(labels) and labels.min() < 0:
-        raise DataFormatError(f"{path}: label {labels.min()} is negative; expected classes 0..n-1")
-    return times, units, labels
+    """Read (times per sample, units per sample, labels) of a whole SHD/SSC file, checking the layout."""
+    with SpikeFile(path) as f:
+        return *f.events(0, len(f)), f.labels
 
 
 def _check_dtypes(path: Path, f: h5py.File) -> None:
@@ -90,6 +142,11 @@ def _check_dtypes(path: Path, f: h5py.File) -> None:
         raise DataFormatError(f"{path}: 'labels' holds {labels.dtype} of shape {labels.shape}; expected one integer class per sample")
 
 
+def pooled_channels(n_units: int, pool: int) -> int:
+    """Channels after summing groups of `pool` units (the last group may be smaller)."""
+    return -(-n_units // pool)
+
+
 def bin_events(
     times: list[np.ndarray],
     units: list[np.ndarray],
@@ -97,8 +154,9 @@ def bin_events(
     n_units: int = N_UNITS,
     pool: int = 1,
     source: str = "<events>",
+    first_sample: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Bin ragged event lists into stacked frames.
+    """Bin ragged event lists into stacked frames (error messages number samples from `first_sample`).
 
     Returns (frames, lengths): frames (sum(lengths), ceil(n_units / pool)) int16
     spike counts, sample i occupying rows sum(lengths[:i]) ... + lengths[i];
@@ -106,7 +164,7 @@ def bin_events(
     """
     if pool < 1 or time_step_ms <= 0:
         raise ValueError("pool must be >= 1 and time_step_ms > 0")
-    n_out = -(-n_units // pool)
+    n_out = pooled_channels(n_units, pool)
     n_events = np.fromiter((len(t) for t in times), dtype=np.int64, count=len(times))
     ev_end = np.cumsum(n_events)
     # Chunks are counted straight into one output buffer, grown (rarely) from an estimate of the
@@ -120,7 +178,7 @@ def bin_events(
         stop = int(np.searchsorted(ev_end, ev_end[start] - n_events[start] + EVENTS_PER_CHUNK, side="right"))
         stop = min(max(stop, start + 1), start + CHUNK)
         flat, lengths, needs_int64_counts = _chunk_indices(times[start:stop], units[start:stop], time_step_ms / 1000.0,
-                                                           n_units, pool, n_out, source, start)
+                                                           n_units, pool, n_out, source, first_sample + start)
         chunk_rows = int(lengths.sum())
         if rows + chunk_rows > len(frames):
             rows_to_come = chunk_rows / (stop - start) * (len(times) - stop)
@@ -200,12 +258,3 @@ def _count(frames: np.ndarray, flat: np.ndarray, needs_int64_counts: bool, sourc
         # needs a cast pass afterwards (measured 1.2-2x slower per chunk).
         ones = torch.ones(1, dtype=torch.int16).expand(len(flat))
         torch.from_numpy(frames).view(-1).index_add_(0, torch.from_numpy(flat), ones)
-
-
-def load_frames(
-    path: str | Path, time_step_ms: float, n_units: int = N_UNITS, pool: int = 1
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Read one SHD/SSC file and bin it: (frames stacked over samples, lengths, labels)."""
-    times, units, labels = read_events(path)
-    frames, lengths = bin_events(times, units, time_step_ms, n_units=n_units, pool=pool, source=str(path))
-    return frames, lengths, labels

@@ -1,39 +1,26 @@
-"""Data stages of paper B: delays-synth and delays-prepare (no model code).
+"""Data stages of paper B: delays_synth and delays_prepare (no model code).
 
-Kept apart from the training stages so that their declared code dependencies
-(dvc.yaml deps, Snakemake inputs) do not include the model and the training
-loop: changing those never re-prepares data. `pipeline.delays.stages`
-re-exports both functions, which is what pipeline/cli.py registers.
+Kept apart from the training stages so that their code dependencies (the
+import closure of this module) do not include the model and the training
+loop: changing those never re-prepares data.
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pipeline.config import DelaysData, to_dict
 from pipeline.io import atomic_dir, write_json
 from pipeline.params import ParamsError
+from pipeline.stage_table import DelaysPrepareConfig, DelaysSynthConfig
 
 SPLITS = ("train", "valid", "test")
 
 
-def delays_params(params: dict[str, Any]) -> dict[str, Any]:
-    """params['delays'], or a one-line error if the block is missing."""
-    if "delays" not in params:
-        raise ParamsError("params has no 'delays' block (paper B settings)")
-    return params["delays"]
-
-
-def set_config(params: dict[str, Any], dataset: str) -> dict[str, Any]:
-    """delays.sets[dataset], or a one-line error listing the defined sets."""
-    sets = delays_params(params).get("sets", {})
-    if dataset not in sets:
-        raise ParamsError(f"unknown dataset '{dataset}' (allowed: {', '.join(sets)}; defined under delays.sets)")
-    return sets[dataset]
-
-
-def _split_source(fmt: str, split: str, cfg: dict[str, Any]) -> str:
+def _split_source(fmt: str, split: str, cfg: DelaysData) -> str:
     """Where a split's samples come from, for error messages."""
     if fmt == "gsc":
         from pipeline.data.gsc import LIST_FILES
@@ -44,65 +31,105 @@ def _split_source(fmt: str, split: str, cfg: dict[str, Any]) -> str:
     files = SPLIT_FILES[fmt]
     if split in files:
         return files[split]
-    return f"valid_fraction {cfg['valid_fraction']} of {files['train']}"
+    return f"valid_fraction {cfg.valid_fraction} of {files['train']}"
 
 
-def synth(params: dict, *, out: Path) -> None:
+def synth(cfg: DelaysSynthConfig, *, out: Path) -> None:
     """Write the embedded timing-coded dataset (out/shd_train.h5, out/shd_test.h5) in SHD's layout."""
     from pipeline.data.synth_shd import write_synth
 
-    cfg = dict(delays_params(params).get("synth", {}))
     with atomic_dir(out) as tmp:
-        used = write_synth(tmp, cfg)
+        used = write_synth(tmp, to_dict(cfg.synth))
         write_json(tmp / "synth_config.json", used)
 
 
-def prepare(params: dict, *, dataset: str, out: Path) -> None:
-    """Bin/featurise a dataset into out/{train,valid,test}.pt (ragged frames, lengths, labels, meta)."""
-    from pipeline.data import prepared
+def prepare(stage_cfg: DelaysPrepareConfig, *, dataset: str, out: Path) -> None:
+    """Bin/featurise a dataset into one memory-mappable store per split, out/{train,valid,test}/
+    (pipeline/data/store.py). Streams: memory holds a chunk of samples, not the dataset."""
+    cfg = stage_cfg.data
+    meta: dict[str, Any] = {"dataset": dataset, "format": cfg.format, "root": str(Path(cfg.root)),
+                            "time_step_ms": cfg.time_step_ms}
+    if cfg.format in ("shd", "ssc"):
+        _prepare_spikes(cfg, dataset, meta, out)
+    elif cfg.format == "gsc":
+        _prepare_gsc(cfg, dataset, meta, out)
+    else:
+        raise ParamsError(f"unknown format '{cfg.format}' (allowed: shd, ssc, gsc)")
 
-    cfg = set_config(params, dataset)
-    fmt, root = cfg["format"], Path(cfg["root"])
-    meta: dict[str, Any] = {"dataset": dataset, "format": fmt, "root": str(root), "time_step_ms": cfg["time_step_ms"]}
-    raw: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    if fmt in ("shd", "ssc"):
-        from pipeline.data import shd
 
-        files = shd.SPLIT_FILES[fmt]
-        for split in files:
-            raw[split] = shd.load_frames(shd.split_path(root, fmt, split), cfg["time_step_ms"],
-                                         n_units=cfg["n_channels"], pool=cfg["pool"])
-        meta.update(pool=cfg["pool"], n_units=cfg["n_channels"])
-    elif fmt == "gsc":
-        from pipeline.data import gsc
+def _check_not_empty(sizes: dict[str, int], cfg: DelaysData, dataset: str) -> None:
+    """Training selects on valid and reports test: every split needs samples (checked before any work)."""
+    for split in SPLITS:
+        if not sizes[split]:
+            raise ValueError(f"{Path(cfg.root)}: the {split} split of dataset '{dataset}' is empty "
+                             f"({_split_source(cfg.format, split, cfg)} holds no samples)")
 
-        if cfg["time_step_ms"] != 10 or cfg["n_channels"] != gsc.N_MELS or cfg["pool"] != 1:
-            raise ParamsError(f"delays.sets.{dataset}: gsc features are fixed at 10 ms steps and "
-                              f"{gsc.N_MELS} mel bands: set time_step_ms 10, n_channels {gsc.N_MELS}, pool 1")
+
+def _prepare_spikes(cfg: DelaysData, dataset: str, meta: dict[str, Any], out: Path) -> None:
+    """SHD/SSC: each official file is binned chunk by chunk into the store(s) its samples go to."""
+    from pipeline.data import shd
+    from pipeline.data.prepared import holdout
+    from pipeline.data.store import StoreWriter
+
+    with contextlib.ExitStack() as stack:
+        sources = {name: stack.enter_context(shd.SpikeFile(shd.split_path(cfg.root, cfg.format, name)))
+                   for name in shd.SPLIT_FILES[cfg.format]}
+        # Which samples of each file go to which split: SHD has no validation file, valid is held out of train.
+        routes = {name: {name: np.ones(len(f), bool)} for name, f in sources.items()}
+        if "valid" not in sources:
+            if not cfg.valid_fraction > 0:
+                raise ParamsError(f"delays.sets.{dataset}.data.valid_fraction must be > 0: format {cfg.format} has no validation split")
+            in_valid = np.zeros(len(sources["train"]), bool)
+            in_valid[holdout(sources["train"].labels, cfg.valid_fraction, cfg.valid_seed)[1]] = True
+            routes["train"] = {"train": ~in_valid, "valid": in_valid}
+            meta["valid_from_train"] = {"fraction": cfg.valid_fraction, "seed": cfg.valid_seed}
+        sizes = {split: int(take.sum()) for route in routes.values() for split, take in route.items()}
+        _check_not_empty(sizes, cfg, dataset)
+        meta.update(pool=cfg.pool, n_units=cfg.n_channels,
+                    n_classes=max(int(f.labels.max()) for f in sources.values()) + 1)  # labels are 0..n-1
+        n_out = shd.pooled_channels(cfg.n_channels, cfg.pool)
+        with atomic_dir(out) as tmp:
+            for name, source in sources.items():
+                writers = {split: stack.enter_context(StoreWriter(tmp / split, n_out, np.int16)) for split in routes[name]}
+                _bin_into(source, routes[name], writers, cfg)
+                for split, writer in writers.items():
+                    writer.close({**meta, "split": split, "n_samples": sizes[split]})
+
+
+def _bin_into(source: Any, routes: dict[str, np.ndarray], writers: dict[str, Any], cfg: DelaysData) -> None:
+    """Bin `source` (a shd.SpikeFile) chunk by chunk; the samples `routes[split]` selects go to `writers[split]`."""
+    start = 0
+    for frames, lengths in source.binned_chunks(cfg.time_step_ms, n_units=cfg.n_channels, pool=cfg.pool):
+        stop = start + len(lengths)
+        labels = source.labels[start:stop]
+        for split, take in routes.items():
+            chunk_take = take[start:stop]
+            if chunk_take.all():
+                writers[split].append(frames, lengths, labels)
+            else:
+                writers[split].append(frames[np.repeat(chunk_take, lengths)], lengths[chunk_take], labels[chunk_take])
+        start = stop
+
+
+def _prepare_gsc(cfg: DelaysData, dataset: str, meta: dict[str, Any], out: Path) -> None:
+    """GSC: log-mel features computed in chunks by worker processes, written in order."""
+    from pipeline.data import gsc
+    from pipeline.data.store import StoreWriter
+
+    if cfg.time_step_ms != 10 or cfg.n_channels != gsc.N_MELS or cfg.pool != 1:
+        raise ParamsError(f"delays.sets.{dataset}.data: gsc features are fixed at 10 ms steps and "
+                          f"{gsc.N_MELS} mel bands: set time_step_ms 10, n_channels {gsc.N_MELS}, pool 1")
+    files, classes = gsc.split_files(cfg.root)
+    _check_not_empty({split: len(files[split]) for split in SPLITS}, cfg, dataset)
+    meta.update(classes=classes, n_classes=len(classes))  # one class per word folder
+    with atomic_dir(out) as tmp, gsc.FeatureWorkers() as workers:
         for split in SPLITS:
-            frames, lengths, labels, classes = gsc.load_split(root, split)
-            raw[split] = (frames, lengths, labels)
-        meta["classes"] = classes
-    else:
-        raise ParamsError(f"unknown format '{fmt}' (allowed: shd, ssc, gsc)")
-    if "valid" not in raw:  # SHD: hold out a seeded, stratified part of train for model selection
-        if not cfg["valid_fraction"] > 0:
-            raise ParamsError(f"delays.sets.{dataset}.valid_fraction must be > 0: format {fmt} has no validation split")
-        frames, lengths, labels = raw["train"]
-        whole = prepared.make_split(frames, lengths, labels)
-        tr_idx, va_idx = prepared.holdout(labels, cfg["valid_fraction"], cfg.get("valid_seed", 0))
-        parts = {"train": whole.subset(tr_idx), "valid": whole.subset(va_idx)}
-        meta["valid_from_train"] = {"fraction": cfg["valid_fraction"], "seed": cfg.get("valid_seed", 0)}
-    else:
-        parts = {s: prepared.make_split(*raw[s]) for s in ("train", "valid")}
-    parts["test"] = prepared.make_split(*raw["test"])
-    for split, part in parts.items():  # training selects on valid and reports test: each needs samples
-        if not len(part):
-            raise ValueError(f"{root}: the {split} split of dataset '{dataset}' is empty "
-                             f"({_split_source(fmt, split, cfg)} holds no samples)")
-    # gsc: one class per word folder; shd/ssc: labels are 0..n-1
-    meta["n_classes"] = len(meta["classes"]) if "classes" in meta else int(max(int(p.labels.max()) for p in parts.values() if len(p)) + 1)
-    with atomic_dir(out) as tmp:
-        for split, part in parts.items():
-            part.meta = {**meta, "split": split, "n_samples": len(part)}
-            prepared.save_split(tmp / f"{split}.pt", part)
+            items = files[split]
+            labels = np.asarray([label for _, label in items], dtype=np.int64)
+            with StoreWriter(tmp / split, gsc.N_MELS, np.float32) as writer:
+                start = 0
+                for feats in workers.chunks(cfg.root, items):
+                    n, n_frames = feats.shape[:2]
+                    writer.append(feats.reshape(-1, gsc.N_MELS), np.full(n, n_frames), labels[start : start + n])
+                    start += n
+                writer.close({**meta, "split": split, "n_samples": len(items)})

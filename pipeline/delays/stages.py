@@ -1,8 +1,8 @@
-"""CLI stages of paper B: delays-synth, delays-prepare, delays-train, delays-evaluate.
+"""Training stages of paper B: delays_train and delays_evaluate.
 
-Each is `fn(params, *, ...)` (see pipeline/cli.py); `params` is the validated
-params.yaml and the paper-B knobs live under params['delays']. The two data
-stages live in pipeline/delays/data_stages.py and are re-exported here.
+Each is `fn(cfg, *, ...)`; `cfg` holds the parameter keys the stage table
+declares for it (pipeline/stage_table.py). The data stages live in
+pipeline/delays/data_stages.py.
 """
 from __future__ import annotations
 
@@ -13,13 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.delays.data_stages import SPLITS, prepare, synth  # noqa: F401  (re-exported CLI stages)
-from pipeline.delays.data_stages import delays_params as _delays
-from pipeline.delays.data_stages import set_config as _set_cfg
-from pipeline.distributed import distributed_stage
 from pipeline.checks import check_classes, load_checkpoint
+from pipeline.delays.data_stages import SPLITS
 from pipeline.io import read_json, write_json
 from pipeline.params import ParamsError
+from pipeline.stage_table import DelaysEvaluateConfig, DelaysTrainConfig
 
 
 def _check_variant(variant: str) -> None:
@@ -32,22 +30,19 @@ def _check_variant(variant: str) -> None:
 def _load_splits(data: Path, dataset: str) -> dict[str, Any]:
     from pipeline.data.prepared import check_splits, load_split
 
-    splits = {s: load_split(Path(data) / f"{s}.pt") for s in SPLITS}
+    splits = {s: load_split(Path(data) / s) for s in SPLITS}
     check_splits(splits, dataset, data)
     return splits
 
 
-@distributed_stage
-def train(params: dict, *, dataset: str, variant: str, seed: int, data: Path, ckpt: Path, live: Path) -> None:
+def train(cfg: DelaysTrainConfig, *, dataset: str, variant: str, seed: int, data: Path, ckpt: Path, live: Path) -> None:
     """Train one (dataset, variant, seed): ckpt/{init,best,last}.pt and the DVCLive dir `live`."""
-    from pipeline.delays.train import fit
+    from pipeline.delays.train import fit_delays
 
-    cfg = _set_cfg(params, dataset)
     _check_variant(variant)
     splits = _load_splits(data, dataset)
-    fit(splits, variant=variant, seed=seed, set_cfg=cfg, train_cfg=_delays(params)["train"],
-        device_name=params.get("device", "auto"), ckpt_dir=Path(ckpt), live_dir=Path(live),
-        run_info={"dataset": dataset}, amp=params["amp"], resume=params["resume"], inputs=(Path(data),))
+    fit_delays(splits, cfg, variant=variant, seed=seed, ckpt_dir=Path(ckpt), live_dir=Path(live),
+               name=f"delays_train {dataset}/{variant}/s{seed}", run_info={"dataset": dataset}, inputs=(Path(data),))
 
 
 CONT_BINS_PER_STEP = 4  # continuous delays get finer bins than integer ones, else both histograms coincide
@@ -64,15 +59,15 @@ def _histograms(model: Any, kernel: int, rounded: bool) -> list[list[int]]:
     return [np.histogram(d.delays(rounded), bins=edges)[0].tolist() for d in model.delay_layers() if d.has_delays]
 
 
-def evaluate(params: dict, *, dataset: str, variant: str, seed: int, data: Path, ckpt: Path, live: Path, out: Path) -> None:
+def evaluate(cfg: DelaysEvaluateConfig, *, dataset: str, variant: str, seed: int, data: Path, ckpt: Path, live: Path,
+             out: Path) -> None:
     """Evaluate ckpt/best.pt (selected on valid) with rounded delays; write the result JSON `out`."""
     from pipeline.delays.train import evaluate_rounded
     from pipeline.models.delay_snn import DelaySNN, count_trainable
     from pipeline.runtime import pick_device
 
-    cfg = _set_cfg(params, dataset)
     _check_variant(variant)
-    device = pick_device(params.get("device", "auto"))
+    device = pick_device(cfg.runtime.device)
     torch.set_flush_denormal(True)  # as in training: denormals slow CPU convolutions
     splits = _load_splits(data, dataset)
     best, init = (load_checkpoint(Path(ckpt) / f"{name}.pt", "delay_model") for name in ("best", "init"))
@@ -86,7 +81,7 @@ def evaluate(params: dict, *, dataset: str, variant: str, seed: int, data: Path,
         m = DelaySNN.from_config(state["config"])
         m.load_state_dict(state["state_dict"])
         models[name] = m.to(device)
-    bs = int(_delays(params)["train"].get("eval_batch_size", cfg["batch_size"]))
+    bs = cfg.eval_batch_size
     t0 = time.perf_counter()
     test_acc, test_loss = evaluate_rounded(models["end"], splits["test"], bs, device)
     valid_acc, _ = evaluate_rounded(models["end"], splits["valid"], bs, device)
@@ -101,7 +96,7 @@ def evaluate(params: dict, *, dataset: str, variant: str, seed: int, data: Path,
         "epochs": len(history), "n_params": count_trainable(models["end"]),
         "train_elapsed_s": float(history[-1]["elapsed_s"]) if history else 0.0,
         "eval_s": round(time.perf_counter() - t0, 3),
-        "kernel": kernel, "time_step_ms": cfg["time_step_ms"],
+        "kernel": kernel, "time_step_ms": splits["test"].meta["time_step_ms"],
         "delays": {
             "unit": "steps",
             "layers": [f"hidden {i + 1}" for i in range(len(best["config"]["hidden"]))] + ["output"]

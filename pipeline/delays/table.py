@@ -1,14 +1,18 @@
-"""The delay table: our accuracies per dataset and variant beside the paper's.
+"""The paper-B table: one row per dataset and method, as in the paper's Table 1.
 
-Two numbers per variant, clearly labelled:
-- `test (selected on valid)`: test accuracy of the epoch with the best
-  validation accuracy (the clean protocol);
-- `best test epoch`: the best test accuracy over epochs, which is what the
-  reference reports on SHD (it has no validation split).
-Beside them, `paper`: the paper's reported accuracy with learned delays.
+Per row: trainable parameters, and over seeds (mean ± std):
+- test accuracy of the epoch with the best validation accuracy, rounded
+  integer delays (the clean protocol);
+- the best test accuracy over epochs, which is what the reference reports on
+  SHD (it has no validation split);
+and the accuracy the paper reports for that row (learned delays only).
+
+`build_table` gives the machine-readable table (numeric columns, for the CSV,
+`compare` and results/metrics.json); `display_table` the readable one.
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -17,55 +21,72 @@ import pandas as pd
 
 from pipeline.models.delay_snn import VARIANTS
 
-# Paper's reported test accuracy (%) for learned delays; datasets not listed get "—".
-REPORTED: dict[str, str] = {"shd": "95.07 ± 0.24", "ssc": "80.69 ± 0.21", "gsc": "~95.3"}
+METHODS = {"no_delay": "no delays", "fixed_delay": "fixed random delays", "learned_delay": "learned delays"}
+DATASETS = {"shd": "SHD", "ssc": "SSC", "gsc": "GSC-35", "synth": "synthetic"}
+# The paper's test accuracy (%) with learned delays: mean, std over seeds (NaN: it gives an approximate number).
+REPORTED: dict[str, tuple[float, float]] = {"shd": (95.07, 0.24), "ssc": (80.69, 0.21), "gsc": (95.3, math.nan)}
 DASH = "—"
-# Column labels, matching the notes of the report stage.
-METRICS = {"test_acc": "test (selected on valid)", "best_test_acc": "best test epoch"}
-PAPER_COLUMN = "paper"  # the paper's reported accuracy for learned delays
+COLUMNS = ["dataset", "method", "n_params", "seeds", "test_acc_mean", "test_acc_std", "best_test_acc_mean",
+           "best_test_acc_std", "paper_acc_mean", "paper_acc_std"]
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample std (ddof=1; NaN for a single seed)."""
     arr = np.asarray(values, dtype=float)
-    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else math.nan
 
 
-def fmt_mean_std(values: list[float]) -> str:
-    """'mean ± std (n=k)' with population-sample std (ddof=1); '—' for no values."""
-    if not values:
-        return DASH
-    mean, std = _mean_std(values)
-    return f"{mean:.2f} ± {std:.2f} (n={len(values)})"
+def dataset_order(name: str) -> tuple[int, str]:
+    """The paper's datasets first, in its order, then the others by name."""
+    order = list(REPORTED)
+    return (order.index(name) if name in order else len(order), name)
 
 
-def build_table(evals: list[dict[str, Any]], reported: dict[str, str] | None = None) -> pd.DataFrame:
-    """One row per dataset from evaluate-stage JSONs (keys dataset, variant, seed, test_acc,
-    best_test_acc, n_params). String columns 'mean ± std' for reading, numeric
-    `<variant> <metric> mean/std` columns for CSV, parameter counts, and the paper's number."""
-    reported = REPORTED if reported is None else reported
-    by: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+def build_table(evals: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per (dataset, method) with runs, from evaluate-stage JSONs (keys dataset, variant, seed,
+    test_acc, best_test_acc, n_params)."""
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for e in evals:
         if e["variant"] not in VARIANTS:
             raise ValueError(f"evaluation of unknown variant '{e['variant']}' (allowed: {', '.join(VARIANTS)})")
-        by[e["dataset"]][e["variant"]].append(e)
+        runs[e["dataset"], e["variant"]].append(e)
     rows = []
-    for dataset in sorted(by):
-        row: dict[str, Any] = {"dataset": dataset}
-        for variant in VARIANTS:
-            runs = sorted(by[dataset].get(variant, []), key=lambda r: r["seed"])
-            for key, label in METRICS.items():
-                vals = [float(r[key]) for r in runs]
-                row[f"{variant} {label}"] = fmt_mean_std(vals)
-                mean, std = _mean_std(vals) if vals else (np.nan, np.nan)
-                row[f"{variant} {key} mean"] = mean
-                row[f"{variant} {key} std"] = std
-            row[f"{variant} seeds"] = len(runs)
-            row[f"{variant} params"] = int(runs[0]["n_params"]) if runs else np.nan
-        row[PAPER_COLUMN] = reported.get(dataset, DASH)
-        rows.append(row)
-    return pd.DataFrame(rows)
+    for dataset in sorted({d for d, _ in runs}, key=dataset_order):
+        for method in (v for v in VARIANTS if (dataset, v) in runs):
+            group = runs[dataset, method]
+            row: dict[str, Any] = {"dataset": dataset, "method": method, "n_params": int(group[0]["n_params"]),
+                                   "seeds": len(group)}
+            for key in ("test_acc", "best_test_acc"):
+                row[f"{key}_mean"], row[f"{key}_std"] = _mean_std([float(r[key]) for r in group])
+            no_paper = (math.nan, math.nan)
+            row["paper_acc_mean"], row["paper_acc_std"] = \
+                REPORTED.get(dataset, no_paper) if method == "learned_delay" else no_paper
+            rows.append(row)
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def display_columns(table: pd.DataFrame) -> list[str]:
-    """The human-readable subset (no numeric mean/std columns) for a markdown table."""
-    return [c for c in table.columns if not c.endswith((" mean", " std"))]
+def fmt_mean_std(mean: float, std: float) -> str:
+    """'mean ± std' to two decimals; the mean alone without a std; '—' without a mean."""
+    if pd.isna(mean):
+        return DASH
+    return f"{mean:.2f}" if pd.isna(std) else f"{mean:.2f} ± {std:.2f}"
+
+
+def _paper(mean: float, std: float) -> str:
+    if pd.isna(mean):
+        return DASH
+    return f"~{mean:g}" if pd.isna(std) else fmt_mean_std(mean, std)  # no std given: an approximate number
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The readable view: the paper's dataset and method names, 'mean ± std', '—' where nothing applies."""
+    return pd.DataFrame({
+        "dataset": [DATASETS.get(d, d) for d in table["dataset"]],
+        "method": [METHODS[m] for m in table["method"]],
+        "#params": [f"{n:,}" for n in table["n_params"]],
+        "test %": [fmt_mean_std(m, s) for m, s in zip(table["test_acc_mean"], table["test_acc_std"])],
+        "best-epoch test %": [fmt_mean_std(m, s)
+                              for m, s in zip(table["best_test_acc_mean"], table["best_test_acc_std"])],
+        "seeds": [str(n) for n in table["seeds"]],
+        "paper %": [_paper(m, s) for m, s in zip(table["paper_acc_mean"], table["paper_acc_std"])],
+    })

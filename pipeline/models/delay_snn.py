@@ -32,7 +32,6 @@ from pipeline.models.gauss_kernel import gauss_kernel
 from pipeline.models.spectral_conv import spectral_correlation, spectral_is_cheaper
 
 VARIANTS = ("no_delay", "fixed_delay", "learned_delay")
-SIGMA_FINAL = 0.23  # DCLS adds 0.27 to |SIG|: effective std 0.5 at the end
 READOUT_THRESHOLD = 1e9  # readout LIF never spikes
 
 
@@ -42,7 +41,7 @@ def kernel_size(max_delay_ms: float, time_step_ms: float) -> int:
     return k + 1 if k % 2 == 0 else k
 
 
-def sigma_at(epoch: int, epochs: int, kernel: int, sigma_final: float = SIGMA_FINAL) -> float:
+def sigma_at(epoch: int, epochs: int, kernel: int, sigma_final: float) -> float:
     """SIG used during 0-based `epoch`: K//2 shrunk by alpha per epoch until epochs//4, then sigma_final.
 
     alpha = (sigma_final / sig_init) ** (1 / final_epoch), as in the reference.

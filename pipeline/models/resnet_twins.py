@@ -1,10 +1,13 @@
-"""ResNet twins of paper A: a pretraining ANN and an LIF-SNN with identical parameter names.
+"""ResNet twins of paper A: a pretraining ANN and an SNN with identical parameter names.
 
 Both twins are built from the same SpikingJelly layers (subclasses of nn.Conv2d /
 nn.BatchNorm2d, so parameter names equal torchvision's); only the activation
-and the step mode differ. In the SNN, tensors are (T, B, C, H, W): convs run per
-time step with shared weights and BatchNorm2d on the flattened (T*B) batch is
-the paper's threshold-dependent BN (statistics over B, T, H, W per channel).
+and the step mode differ. The SNN's neuron is LIF or LIAF with a fixed or
+learnable decay (pipeline.models.spiking.make_neuron); a learnable decay adds
+one scalar parameter per neuron module, the only names torchvision lacks. In
+the SNN, tensors are (T, B, C, H, W): convs run per time step with shared
+weights and BatchNorm2d on the flattened (T*B) batch is the paper's
+threshold-dependent BN (statistics over B, T, H, W per channel).
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import torch
 from spikingjelly.activation_based import functional, layer
 from torch import nn
 
-from pipeline.models.spiking import DecayResetLIF, SharpenedReLU
+from pipeline.models.spiking import SharpenedReLU, check_neuron, make_neuron
 
 ARCH_BLOCKS: dict[str, list[int]] = {
     "tiny": [1, 1, 1, 1],
@@ -28,7 +31,7 @@ ARCH_BLOCKS: dict[str, list[int]] = {
 class TwinConfig:
     """Everything needed to rebuild a twin; stored in every checkpoint."""
 
-    kind: str  # "ann" (sharpened ReLU), "relu" (plain ANN) or "snn" (LIF)
+    kind: str  # "ann" (sharpened ReLU) or "snn" (spiking neurons, see `neuron`)
     arch: str = "resnet18"
     width: int = 64
     stem: str = "imagenet"  # "imagenet": 7x7/2 + maxpool; "small": 3x3/1, no maxpool
@@ -37,12 +40,15 @@ class TwinConfig:
     time_steps: int = 6  # SNN steps for static (direct) input; event input brings its own T
     decay: float = 0.25
     threshold: float = 0.5
+    neuron: str = "lif"  # SNN only: "lif" (spikes) or "liaf" (analog output LeakyReLU(u))
+    learnable_decay: bool = False  # SNN only: decay = 1 - sigmoid(w), one scalar w per neuron module
     sharpen_epochs: int = 200
     blocks: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.kind not in ("ann", "relu", "snn"):
-            raise ValueError(f"unknown twin kind '{self.kind}' (ann, relu, snn)")
+        if self.kind not in ("ann", "snn"):
+            raise ValueError(f"unknown twin kind '{self.kind}' (ann, snn)")
+        check_neuron(self.neuron, self.decay, self.learnable_decay)
         if self.stem not in ("imagenet", "small"):
             raise ValueError(f"unknown stem '{self.stem}' (imagenet, small)")
         if not self.blocks:
@@ -97,11 +103,10 @@ class ResNetTwin(nn.Module):
         self.cfg = cfg
         w = cfg.width
         if cfg.kind == "snn":
-            act: Callable[[], nn.Module] = lambda: DecayResetLIF(cfg.decay, cfg.threshold)
-        elif cfg.kind == "ann":
-            act = lambda: SharpenedReLU(cfg.threshold, cfg.sharpen_epochs)
+            act: Callable[[], nn.Module] = lambda: make_neuron(cfg.neuron, cfg.decay, cfg.threshold,
+                                                               cfg.learnable_decay)
         else:
-            act = lambda: nn.ReLU(inplace=False)
+            act = lambda: SharpenedReLU(cfg.threshold, cfg.sharpen_epochs)
         if cfg.stem == "imagenet":
             self.conv1 = layer.Conv2d(cfg.in_channels, w, 7, 2, 3, bias=False)
             self.maxpool: nn.Module = layer.MaxPool2d(3, 2, 1)
@@ -131,7 +136,7 @@ class ResNetTwin(nn.Module):
         return self.cfg.kind == "snn"
 
     def set_epoch(self, epoch: int) -> None:
-        """Advance the sharpened-ReLU schedule (no-op for SNN / plain ReLU)."""
+        """Advance the sharpened-ReLU schedule (no-op for the SNN)."""
         for m in self.modules():
             if isinstance(m, SharpenedReLU):
                 m.set_epoch(epoch)
@@ -149,7 +154,8 @@ class ResNetTwin(nn.Module):
             raise ValueError(f"SNN input must be (B,C,H,W) or (B,C,T,H,W), got shape {tuple(x.shape)}")
         return self.act(y)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features before the classifier: (T, B, F) per step for the SNN, (B, F) for the ANN."""
         if self.is_snn:
             x = self._stem_snn(x)
         else:
@@ -158,11 +164,12 @@ class ResNetTwin(nn.Module):
             x = self.act(self.bn1(self.conv1(x)))
         x = self.maxpool(x)
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        x = self.avgpool(x)
+        return self.avgpool(x).flatten(2 if self.is_snn else 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.forward_features(x)
         if self.is_snn:
-            x = x.flatten(2).mean(0)  # mean over time of the pooled features (linear, so = mean of logits)
-        else:
-            x = x.flatten(1)
+            x = x.mean(0)  # mean over time of the pooled features (linear, so = mean of logits)
         return self.fc(x)
 
 

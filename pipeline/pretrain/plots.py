@@ -15,33 +15,55 @@ import matplotlib.pyplot as plt  # noqa: E402
 from pipeline.io import atomic_path  # noqa: E402
 
 
+def _first_reach(history: list[dict], target: float, offset: float) -> tuple[float, float] | None:
+    """(time, accuracy) of the first epoch at or above `target`, None if never."""
+    return next(((offset + r["elapsed_s"], r["val_acc"]) for r in history if r["val_acc"] >= target - 1e-9), None)
+
+
+def _panel(ax: plt.Axes, name: str, ft: dict, ann: dict | None, base: dict | None) -> None:
+    """One pipeline: its curve after the ANN pretraining beside its scratch baseline's, the scratch best marked."""
+    cfg = ft["config"]
+    offset = ann["metrics"]["elapsed_s"] if ann else float(cfg.get("pretrain_elapsed_s") or 0.0)
+    ax.axvspan(0, offset, color="tab:orange", alpha=0.12, label="ANN pretraining")
+    h = ft["history"]
+    ax.plot([offset] + [offset + r["elapsed_s"] for r in h], [0] + [r["val_acc"] for r in h], "s-", ms=3,
+            color="tab:orange", label="ANN pretraining + SNN fine-tuning")
+    if base:
+        best = base["metrics"]["best_val_acc"]
+        hb = base["history"]
+        ax.plot([0] + [r["elapsed_s"] for r in hb], [0] + [r["val_acc"] for r in hb], "o-", ms=3,
+                color="tab:blue", label="SNN from scratch")
+        ax.axhline(best, color="grey", lw=0.8, ls=":")
+        for point, color in ((_first_reach(hb, best, 0.0), "tab:blue"), (_first_reach(h, best, offset), "tab:orange")):
+            if point:
+                ax.plot(*point, "*", ms=12, color=color, markeredgecolor="black", zorder=3)
+        ax.plot([], [], color="grey", lw=0.8, ls=":", marker="*", ms=10, markerfacecolor="white",
+                markeredgecolor="black", label=f"scratch best {best:.1f} % (star: first reached)")
+    ax.set_title(f"{name}: {cfg.get('source_dataset')} ANN → {cfg['dataset']} SNN")
+    ax.set_xlabel("cumulative training time (s)")
+    ax.set_ylabel("validation top-1 %")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+
+
 def plot_time_accuracy(runs: list[dict], out_png: Path) -> None:
-    finetunes = sorted((r for r in runs if r["config"].get("role") == "finetune"), key=lambda r: r["config"]["pipeline"])
-    scratch = {r["config"]["dataset"]: r for r in runs if r["config"].get("role") == "scratch"}
-    anns = {r["config"]["dataset"]: r for r in runs if r["config"].get("role") == "ann_pretrain"}
+    """One panel per pipeline: its validation accuracy against cumulative time (ANN pretraining shaded),
+    beside its scratch baseline's."""
+    by_role: dict[str, dict[str, dict]] = {"ann_pretrain": {}, "finetune": {}, "scratch": {}}
+    for run in runs:
+        by_role[run["config"]["role"]][run["config"]["run"]] = run
+    finetunes = sorted(by_role["finetune"].items())
     n = max(1, len(finetunes))
-    fig, axes = plt.subplots(1, n, figsize=(5 * n, 3.8), squeeze=False)
-    for ax, ft in zip(axes[0], finetunes):
-        cfg = ft["config"]
-        ann = anns.get(cfg.get("source_dataset"))
-        offset = ann["metrics"]["elapsed_s"] if ann else float(cfg.get("pretrain_elapsed_s") or 0.0)
-        sc = scratch.get(cfg["dataset"])
-        if sc:
-            h = sc["history"]
-            ax.plot([0] + [r["elapsed_s"] for r in h], [0] + [r["val_acc"] for r in h], "o-", ms=3,
-                    label="SNN from scratch")
-            ax.axhline(sc["metrics"]["best_val_acc"], color="grey", lw=0.8, ls=":", label="scratch best")
-        h = ft["history"]
-        ax.plot([offset] + [offset + r["elapsed_s"] for r in h], [0] + [r["val_acc"] for r in h], "s-", ms=3,
-                label=f"{cfg['pipeline']}: ANN pretrain + SNN fine-tune")
-        ax.axvspan(0, offset, color="tab:orange", alpha=0.12, label="ANN pretraining")
-        ax.set_title(f"{cfg['pipeline']} ({cfg.get('source_dataset')} -> {cfg['dataset']})")
-        ax.set_xlabel("cumulative training time (s)")
-        ax.set_ylabel("validation accuracy (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+    fig, axes = plt.subplots(1, n, figsize=(5 * n, 4), squeeze=False)
+    for ax, (name, ft) in zip(axes[0], finetunes):
+        _panel(ax, name, ft, by_role["ann_pretrain"].get(ft["config"].get("ann_run")),
+               by_role["scratch"].get(ft["config"].get("baseline") or ""))
+    if not finetunes:
+        axes[0][0].text(0.5, 0.5, "no pretrained pipeline configured", ha="center", va="center")
+        axes[0][0].axis("off")
     fig.tight_layout()
-    out_png = Path(out_png)
-    with atomic_path(out_png) as tmp:
+    with atomic_path(Path(out_png)) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)

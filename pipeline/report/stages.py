@@ -1,34 +1,23 @@
-"""The report stage: every run's metrics -> benchmark tables (markdown + CSV)
-and plots, for the runs params.yaml asks for."""
+"""The report stage: every run's metrics -> benchmark tables (CSV, markdown, HTML),
+plots and results/metrics.json, for exactly the runs the parameters ask for."""
 from __future__ import annotations
 
-import datetime as _dt
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from pipeline import paths
-from pipeline.io import atomic_path, read_json, write_json, write_text
+from pipeline.config import to_dict
+from pipeline.io import read_json, write_json
+from pipeline.report.diff import row_label
+from pipeline.report.render import write_table
+from pipeline.stage_table import ReportConfig, output_paths, stage
 
 
 def _require(path: Path, what: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"{path}: expected {what}; run the pipeline (snakemake / dvc repro) first")
     return path
-
-
-def write_table(df: pd.DataFrame, title: str, notes: list[str], md_path: Path, csv_path: Path,
-                md_columns: list[str] | None = None) -> None:
-    """Write `df` as CSV (every column) and as a markdown table (the readable
-    `md_columns`) with a title and notes."""
-    with atomic_path(csv_path) as tmp:
-        df.to_csv(tmp, index=False)
-    shown = df[md_columns] if md_columns is not None and len(df) else df
-    body = shown.to_markdown(index=False, floatfmt=".2f") if len(df) else "_No runs configured in params.yaml._"
-    lines = [f"# {title}", "", body, ""]
-    lines += [f"- {n}" for n in notes]
-    write_text(md_path, "\n".join(lines) + "\n")
 
 
 def load_run(live_dir: Path) -> dict[str, Any]:
@@ -39,68 +28,76 @@ def load_run(live_dir: Path) -> dict[str, Any]:
 
 
 def table_metrics(df: pd.DataFrame, keys: list[str]) -> dict[str, dict[str, float]]:
-    """Numeric columns of a table, one entry per row keyed by its key columns,
-    for `dvc metrics diff` (NaN, e.g. a target never reached, is left out)."""
-    out: dict[str, dict[str, float]] = {}
-    for _, row in df.iterrows():
-        name = "/".join(str(row[k]) for k in keys if k in df.columns)
-        out[name] = {c: round(float(v), 4) for c, v in row.items()
-                     if c not in keys and isinstance(v, (int, float)) and not isinstance(v, bool) and pd.notna(v)}
-    return out
+    """Numeric columns of a table, one entry per row keyed by its key columns, for `dvc metrics diff`
+    (NaN, e.g. a target never reached or the std of one seed, is left out)."""
+    numeric = [c for c in df.columns if c not in keys
+               and pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
+    return {row_label(row, keys): {c: round(float(row[c]), 4) for c in numeric if pd.notna(row[c])}
+            for _, row in df.iterrows()}
 
 
-def delays_section(params: dict[str, Any], tables: Path, plots: Path) -> pd.DataFrame:
+def _run_params(cfg: ReportConfig) -> dict[str, Any]:
+    """The run lists as a parameter mapping, enough to enumerate the jobs of every training stage."""
+    return {"delays": {"datasets": cfg.delays_datasets, "variants": cfg.delays_variants, "seeds": cfg.delays_seeds},
+            "pretrain": {k: {n: to_dict(v) for n, v in getattr(cfg, k).items()}
+                         for k in ("anns", "pipelines", "baselines")}}
+
+
+def delays_section(runs: dict[str, Any], tables: Path, plots: Path) -> pd.DataFrame:
     from pipeline.delays import plots as delay_plots
-    from pipeline.delays.table import build_table, display_columns
+    from pipeline.delays.table import build_table, display_table
 
-    runs = list(paths.delays_runs(params))
-    eval_files = [_require(paths.delays_eval(*r), "a delays evaluation JSON") for r in runs]
-    live_dirs = [_require(paths.delays_live(*r), "a delays training run") for r in runs]
+    eval_files = [_require(Path(p), "a delays evaluation JSON")
+                  for p in output_paths(stage("delays_evaluate"), "out", runs)]
+    live_dirs = [_require(Path(p), "a delays training run") for p in output_paths(stage("delays_train"), "live", runs)]
     table = build_table([read_json(f) for f in eval_files])
     write_table(
-        table,
+        table, display_table(table),
         "Paper B: learning delays with DCLS (test accuracy %, mean ± std over seeds)",
         [
-            "'test (selected on valid)': test accuracy of the epoch with the best validation accuracy (rounded integer delays).",
-            "'best test epoch': the reference code's number (best test accuracy over epochs), labelled as such.",
-            "'paper': the accuracy the paper reports on the real dataset; the embedded synthetic set has none.",
+            "#params: trainable parameters (weights, delay positions with learned delays, BatchNorm).",
+            "test %: test accuracy of the epoch with the best validation accuracy, with rounded integer delays.",
+            "best-epoch test %: the best test accuracy over epochs, the number the reference code reports "
+            "(SHD has no validation split).",
+            "paper %: the paper's result on the real dataset with learned delays (GSC-35: approximate); "
+            "synthetic is the embedded stand-in dataset, with no paper number.",
         ],
-        tables / "delays.md",
-        tables / "delays.csv",
-        md_columns=display_columns(table) if len(table) else None,
-    )
+        tables / "delays")
     delay_plots.plot_training_curves(live_dirs, plots / "delays_training.png")
     delay_plots.plot_delay_distributions(eval_files, plots / "delays_distribution.png")
     return table
 
 
-def pretrain_section(params: dict[str, Any], tables: Path, plots: Path) -> pd.DataFrame:
+def pretrain_section(runs: dict[str, Any], tables: Path, plots: Path) -> pd.DataFrame:
     from pipeline.pretrain.plots import plot_time_accuracy
-    from pipeline.pretrain.table import build_table
+    from pipeline.pretrain.table import build_table, display_table
 
-    runs = [load_run(d) for d in paths.pretrain_live_dirs(params)]
-    table = build_table(runs)
+    dirs = [Path(p) for name in ("pretrain_ann", "finetune_snn", "train_snn_scratch")
+            for p in output_paths(stage(name), "live", runs)]
+    loaded = [load_run(d) for d in dirs]
+    table = build_table(loaded)
     write_table(
-        table,
-        "Paper A: ANN pretraining as a bridge to SNNs (validation accuracy %, wall time s)",
+        table, display_table(table),
+        "Paper A: ANN pretraining as a bridge to SNNs (validation top-1 %, wall time)",
         [
-            "Pipeline time counts the ANN pretraining plus the SNN fine-tuning.",
-            "'time ratio': time the pipeline needed to reach the scratch SNN's best accuracy / time the scratch SNN needed for it.",
-            "Paper claim: 1/10 of the time on ImageNet-1K, 2/5 on ES-ImageNet (journal version: 1/8 and 1/2).",
+            "A pretrained row's time counts the ANN pretraining plus the SNN fine-tuning.",
+            "time to scratch best: time the row needed to reach the best accuracy of its scratch baseline.",
+            "time ratio: that time / the time the scratch baseline needed for it (paper: 1/10 on ImageNet-1K, "
+            "2/5 on ES-ImageNet; journal version 1/8 and 1/2).",
+            "paper top-1: the reference's ES-ImageNet numbers, shown where a row is one of the paper's settings.",
         ],
-        tables / "pretrain.md",
-        tables / "pretrain.csv",
-    )
-    plot_time_accuracy(runs, plots / "pretrain_time_accuracy.png")
+        tables / "pretrain")
+    plot_time_accuracy(loaded, plots / "pretrain_time_accuracy.png")
     return table
 
 
-def report(params: dict[str, Any], *, tables: Path, plots: Path, metrics: Path) -> None:
-    """Build results/tables/{delays,pretrain}.{md,csv}, the plots and a metrics
-    summary (for `dvc metrics diff`) from the runs params.yaml configures."""
+def report(cfg: ReportConfig, *, metrics: Path, tables: Path, plots: Path) -> None:
+    """Build results/tables/{delays,pretrain}.{csv,md,html}, the plots and a metrics summary
+    (for `dvc metrics diff`) from the runs the parameters configure."""
     from pipeline.report.compare import KEYS
 
-    delays = delays_section(params, tables, plots)
-    pretrain = pretrain_section(params, tables, plots)
+    runs = _run_params(cfg)
+    delays = delays_section(runs, Path(tables), Path(plots))
+    pretrain = pretrain_section(runs, Path(tables), Path(plots))
     write_json(metrics, {"delays": table_metrics(delays, KEYS["delays"]),
                          "pretrain": table_metrics(pretrain, KEYS["pretrain"])})

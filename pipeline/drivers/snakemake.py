@@ -1,0 +1,111 @@
+"""What the Snakefile needs to turn the stage table into rules.
+
+Snakemake resolves the parameters (params.yaml, then `--configfile` presets,
+then `--config` values, each merged over the previous), so the stages must
+compute with exactly that merged config: `resolve()` validates it once, writes
+it to RESOLVED_PARAMS, and every rule's command passes that file with
+`--params`. Each rule also lists the values of the keys its stage reads as
+`params:`, so Snakemake reruns exactly the jobs whose values changed.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import yaml
+
+from pipeline.codedeps import code_deps
+from pipeline.params import ParamsError, read_yaml
+from pipeline.preflight import run_problems
+from pipeline.stage_table import (
+    STAGES, TEMPLATE, Gather, In, Stage, command, deep_merge, dependency_keys, expand, lookup, output_paths, stage,
+)
+
+RESOLVED_PARAMS = Path(".snakemake/pipeline/params.yaml")
+SNAKEMAKE_OPTIONS = f"--params {RESOLVED_PARAMS} --progress lines"  # the only difference from DVC's commands
+
+
+def fail(message: str) -> None:
+    """Stop Snakemake with `message` (no traceback) and exit code 2, as the CLI does for bad input."""
+    print(message if message.startswith("error:") else f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def resolve(cli_config: Mapping[str, Any], params_file: str = "params.yaml") -> dict[str, Any]:
+    """params.yaml with the command line's config (presets, --config) merged over it, fully checked
+    (schema, names, data roots), and written to RESOLVED_PARAMS for the stages."""
+    try:
+        merged = deep_merge(read_yaml(params_file), dict(cli_config))
+    except ParamsError as err:
+        fail(str(err))
+    problems = run_problems(merged, source=f"{params_file} + command-line config" if cli_config else params_file)
+    if problems:
+        fail("\n".join(f"error: {p}" for p in problems))
+    text = yaml.safe_dump(merged, sort_keys=False)
+    if not RESOLVED_PARAMS.is_file() or RESOLVED_PARAMS.read_text() != text:  # jobs on other nodes re-read it
+        from pipeline.io import write_text
+
+        write_text(RESOLVED_PARAMS, text)
+    return merged
+
+
+def _needs_lookup(template: str) -> bool:
+    return any(m.group(2) for m in TEMPLATE.finditer(template))
+
+
+@dataclass
+class RuleSpec:
+    input: dict[str, Any] = field(default_factory=dict)
+    output: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    resources: dict[str, Any] = field(default_factory=dict)
+    log: str = ""
+    shell: str = ""
+
+
+def _input(st: Stage, inp: In | Gather, config: Mapping[str, Any]) -> Any:
+    if isinstance(inp, Gather):
+        return output_paths(stage(inp.stage), inp.output, config)
+    if _needs_lookup(inp.path):
+        return lambda wc: expand(st, inp.path, config, dict(wc.items()))
+    return inp.path
+
+
+def _key_value(st: Stage, key: str, config: Mapping[str, Any]) -> Callable[[Any], Any]:
+    return lambda wc: lookup(config, expand(st, key, config, dict(wc.items())))
+
+
+def rule_spec(st: Stage, config: Mapping[str, Any], directory: Callable, report: Callable) -> RuleSpec:
+    """Inputs, outputs, params, log and command of the rule of `st` (Snakemake's `directory`/`report` passed in)."""
+    spec = RuleSpec()
+    for name, inp in st.inputs.items():
+        spec.input[name] = _input(st, inp, config)
+    spec.input["code"] = code_deps(st.module)
+    for name, out in st.outputs.items():
+        path = directory(out.path) if out.dir else out.path
+        spec.output[name] = report(path, caption=f"../report/{out.caption}", category="Results") if out.caption else path
+    for i, key in enumerate(dependency_keys(st)):
+        spec.params[f"p{i}_" + "".join(c if c.isalnum() else "_" for c in key.replace("{", "").replace("}", ""))] = \
+            _key_value(st, key, config)
+    if any(f == "runtime" for f, _, _ in st.keys()):  # computes on the device: one GPU per process
+        spec.resources["gpu"] = int(config["nproc"]) if st.gpus else 1
+    spec.log = st.log
+
+    def render(kind: str, name: str, template: str) -> str:
+        return {"wildcard": f"{{wildcards.{name}}}", "input": f"{{input.{name}}}", "output": f"{{output.{name}}}",
+                "log": "{log}"}[kind]
+
+    # Several jobs share the console: plain progress lines, not live bars.
+    spec.shell = command(st, render).replace("python -m pipeline ", f"python -m pipeline {SNAKEMAKE_OPTIONS} ", 1)
+    return spec
+
+
+def snakemake_stages() -> list[Stage]:
+    return [st for st in STAGES if "snakemake" in st.drivers]
+
+
+def all_targets(config: Mapping[str, Any]) -> list[str]:
+    """Every output of every job, as DVC would run them: the default target."""
+    return [p for st in snakemake_stages() for name in st.outputs for p in output_paths(st, name, config)]

@@ -1,0 +1,74 @@
+"""One plain log file per stage run, under both drivers.
+
+`python -m pipeline <stage> ... --log FILE` copies everything the stage prints
+(stdout and stderr: epoch lines, warnings, errors) to FILE as plain lines,
+while the console keeps its live output: a carriage-return frame of a progress
+bar reaches the log only as the text that ends its line (a bar that clears
+itself, never). Progress lines meant for the log alone go through `note`.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import IO, Iterator, TextIO
+
+_log: IO[str] | None = None
+
+
+class _Tee:
+    """A text stream writing to the console stream and, line by line without \\r frames, to the log."""
+
+    def __init__(self, console: TextIO, log: IO[str]) -> None:
+        self.console, self.log, self._line = console, log, ""
+
+    def write(self, text: str) -> int:
+        self.console.write(text)
+        self._line += text
+        *done, self._line = self._line.split("\n")
+        for line in done:
+            self.log.write(line.rsplit("\r", 1)[-1] + "\n")
+        if done:
+            self.log.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        self.console.flush()
+        self.log.flush()
+
+    def isatty(self) -> bool:
+        return self.console.isatty()
+
+    def fileno(self) -> int:
+        return self.console.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self.console, "encoding", "utf-8")
+
+
+def note(line: str) -> None:
+    """Write a line to the log only (a progress line the console shows as a live bar instead)."""
+    if _log is not None:
+        _log.write(line + "\n")
+        _log.flush()
+
+
+@contextlib.contextmanager
+def logging_to(path: Path | None) -> Iterator[None]:
+    """Copy stdout and stderr to `path` (created, replacing an older log) for the duration."""
+    global _log
+    if path is None:
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as log:
+        out, err = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr, _log = _Tee(out, log), _Tee(err, log), log
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            sys.stdout, sys.stderr, _log = out, err, None

@@ -1,0 +1,545 @@
+"""The stage table: every pipeline stage declared once.
+
+For each stage: its name (the same in the CLI, Snakemake and DVC), the
+function that runs it, how it fans out over datasets/runs, its input and
+output paths, and the parameter keys it reads (the fields of its config class,
+each tagged with its key in params.yaml). From this table:
+- `python -m pipeline <stage>` builds its options and hands the function a
+  config instance holding exactly the declared keys (pipeline/cli.py);
+- the Snakefile defines one rule per stage (pipeline/drivers/snakemake.py);
+- dvc.yaml is generated (`python -m pipeline dvc_yaml`, pipeline/drivers/dvc.py);
+- both drivers list as code dependencies the import closure of the stage's
+  module (pipeline/codedeps.py).
+
+Path templates use `{w}` for a fan-out wildcard and `{w.field}` for a field of
+the params entry the wildcard names (e.g. `{pipe.target}` is
+pretrain.pipelines[pipe].target); parameter keys use the same syntax.
+
+This module is data: both drivers read it directly, and what it says about a
+stage reaches that stage's command, inputs, outputs and params, which the
+drivers compare themselves. So it is not listed among any stage's code
+dependencies (editing one stage's entry must not rerun the others).
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping
+
+from pipeline.config import (
+    AnnRecipe, AnnRun, BaselineRun, DelaysData, DelaysNet, DelaysRecipe, DigitsParams, EsConvertParams,
+    FinetuneRecipe, ModelParams, MotionParams, UcfConvertParams, PipelineRun, PretrainDataset, Recipe, Runtime, SnnParams, SynthParams,
+)
+
+# ---- declarations -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Key:
+    """A parameter a stage reads. `override`: a per-run block deep-merged over it when present.
+    `rerun` False: read but not a dependency, because it cannot change the outputs."""
+
+    path: str
+    override: str | None = None
+    rerun: bool = True
+
+
+def param(path: str, *, override: str | None = None, rerun: bool = True) -> Any:
+    """A config-class field read from `path` in params.yaml."""
+    return field(metadata={"key": Key(path, override, rerun)})
+
+
+RUNTIME_KEYS = ("device", "threads", "nproc", "amp")
+
+
+def runtime() -> Any:
+    """The Runtime block: four top-level keys."""
+    return field(metadata={"key": Key("", None, True), "keys": RUNTIME_KEYS})
+
+
+@dataclass(frozen=True)
+class Each:
+    """One job per key of a mapping (or item of a list) at `source`."""
+
+    wildcard: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """One job per combination of the lists at the given paths."""
+
+    axes: tuple[tuple[str, str], ...]  # (wildcard, dotted path of a list)
+
+
+@dataclass(frozen=True)
+class In:
+    """An input path. `arg`: passed to the stage as --<name>. `root`: a dataset root the user provides
+    (unless a stage writes it), checked and explained before anything runs."""
+
+    path: str
+    arg: bool = True
+    root: bool = False
+
+
+@dataclass(frozen=True)
+class Gather:
+    """Every `output` of every job of `stage` (the report reads all runs)."""
+
+    stage: str
+    output: str
+
+
+@dataclass(frozen=True)
+class Out:
+    """An output. `cache` False: small, tracked by git (metrics, tables) instead of the DVC cache."""
+
+    path: str
+    dir: bool = False
+    cache: bool = True
+    metric: bool = False
+    arg: bool = True
+    caption: str | None = None  # Snakemake report: caption file under workflow/report/, category "Results"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: str  # "module:function"
+    config: type
+    doc: str
+    fanout: Each | Matrix | None = None
+    inputs: Mapping[str, In | Gather] = field(default_factory=dict)
+    outputs: Mapping[str, Out] = field(default_factory=dict)
+    args: Mapping[str, str] = field(default_factory=dict)  # constant options
+    gpus: bool = False  # trains: one GPU per data-parallel process
+    drivers: tuple[str, ...] = ("snakemake", "dvc")
+
+    @property
+    def module(self) -> str:
+        return self.run.split(":")[0]
+
+    @property
+    def wildcards(self) -> list[str]:
+        if isinstance(self.fanout, Each):
+            return [self.fanout.wildcard]
+        if isinstance(self.fanout, Matrix):
+            return [w for w, _ in self.fanout.axes]
+        return []
+
+    @property
+    def log(self) -> str:
+        """Path template of the job's log (every stage writes one, under both drivers)."""
+        return f"logs/{self.name}/" + "_".join("{" + w + "}" for w in self.wildcards) + ".log" if self.wildcards \
+            else f"logs/{self.name}.log"
+
+    def keys(self) -> list[tuple[str, Key, tuple[str, ...]]]:
+        """(config field, key, top-level keys for the runtime block) of every declared parameter."""
+        return [(f.name, f.metadata["key"], f.metadata.get("keys", ())) for f in dataclasses.fields(self.config)]
+
+
+# ---- stage configs: the keys each stage reads ------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    """check_params reads the whole parameter file itself."""
+
+
+@dataclass(frozen=True)
+class DelaysSynthConfig:
+    synth: SynthParams = param("delays.synth")
+
+
+@dataclass(frozen=True)
+class DelaysPrepareConfig:
+    data: DelaysData = param("delays.sets.{dataset}.data")
+
+
+@dataclass(frozen=True)
+class DelaysTrainConfig:
+    net: DelaysNet = param("delays.sets.{dataset}.train")
+    recipe: DelaysRecipe = param("delays.recipe")
+    runtime: Runtime = runtime()
+    max_epochs: int = param("max_epochs")
+    resume: bool = param("resume", rerun=False)
+
+
+@dataclass(frozen=True)
+class DelaysEvaluateConfig:
+    eval_batch_size: int = param("delays.recipe.eval_batch_size")
+    runtime: Runtime = runtime()
+
+
+@dataclass(frozen=True)
+class DigitsConfig:
+    digits: DigitsParams = param("pretrain.digits")
+
+
+@dataclass(frozen=True)
+class EsConvertConfig:
+    convert: EsConvertParams = param("pretrain.es_convert")
+
+
+@dataclass(frozen=True)
+class MotionConfig:
+    motion: MotionParams = param("pretrain.motion")
+
+
+@dataclass(frozen=True)
+class UcfConvertConfig:
+    convert: UcfConvertParams = param("pretrain.ucf_convert")
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    dataset: PretrainDataset = param("pretrain.datasets.{dataset}")
+
+
+@dataclass(frozen=True)
+class AnnConfig:
+    run: AnnRun = param("pretrain.anns.{ann}")
+    dataset: PretrainDataset = param("pretrain.datasets.{ann.dataset}")
+    model: ModelParams = param("pretrain.model", override="pretrain.anns.{ann}.model")
+    snn: SnnParams = param("pretrain.snn")  # the threshold shapes the sharpened ReLU and the BN init
+    recipe: AnnRecipe = param("pretrain.ann", override="pretrain.anns.{ann}.ann")
+    seed: int = param("pretrain.seed")
+    num_workers: int = param("pretrain.num_workers")
+    runtime: Runtime = runtime()
+    max_epochs: int = param("max_epochs")
+    resume: bool = param("resume", rerun=False)
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    pipeline: PipelineRun = param("pretrain.pipelines.{pipe}")
+    target: PretrainDataset = param("pretrain.datasets.{pipe.target}")
+    snn: SnnParams = param("pretrain.snn", override="pretrain.pipelines.{pipe}.snn")
+    seed: int = param("pretrain.seed")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    pipeline: PipelineRun = param("pretrain.pipelines.{pipe}")
+    target: PretrainDataset = param("pretrain.datasets.{pipe.target}")
+    recipe: FinetuneRecipe = param("pretrain.finetune", override="pretrain.pipelines.{pipe}.finetune")
+    seed: int = param("pretrain.seed")
+    num_workers: int = param("pretrain.num_workers")
+    runtime: Runtime = runtime()
+    max_epochs: int = param("max_epochs")
+    resume: bool = param("resume", rerun=False)
+
+
+@dataclass(frozen=True)
+class ScratchConfig:
+    run: BaselineRun = param("pretrain.baselines.{run}")
+    dataset: PretrainDataset = param("pretrain.datasets.{run.dataset}")
+    model: ModelParams = param("pretrain.model", override="pretrain.baselines.{run}.model")
+    snn: SnnParams = param("pretrain.snn", override="pretrain.baselines.{run}.snn")
+    recipe: Recipe = param("pretrain.scratch", override="pretrain.baselines.{run}.scratch")
+    seed: int = param("pretrain.seed")
+    num_workers: int = param("pretrain.num_workers")
+    runtime: Runtime = runtime()
+    max_epochs: int = param("max_epochs")
+    resume: bool = param("resume", rerun=False)
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    delays_datasets: list[str] = param("delays.datasets")
+    delays_variants: list[str] = param("delays.variants")
+    delays_seeds: list[int] = param("delays.seeds")
+    anns: dict[str, AnnRun] = param("pretrain.anns")
+    pipelines: dict[str, PipelineRun] = param("pretrain.pipelines")
+    baselines: dict[str, BaselineRun] = param("pretrain.baselines")
+
+
+# ---- the table ------------------------------------------------------------------
+
+DELAY_RUNS = Matrix((("dataset", "delays.datasets"), ("variant", "delays.variants"), ("seed", "delays.seeds")))
+DELAY_RUN_DIR = "{dataset}/{variant}/s{seed}"
+PARAMS_OK = "data/params.ok"
+
+STAGES: list[Stage] = [
+    Stage("check_params", "pipeline.preflight:check_params", CheckConfig,
+          "Validate params.yaml (schema, names, data roots) before any stage runs; its output never changes.",
+          inputs={"params_file": In("params.yaml", arg=False), "schema": In("workflow/schemas/params.schema.yaml", arg=False)},
+          outputs={"out": Out(PARAMS_OK)},
+          drivers=("dvc",)),  # Snakemake does these checks when it reads the Snakefile
+    # ---- paper B: learnable delays ----
+    Stage("delays_synth", "pipeline.delays.data_stages:synth", DelaysSynthConfig,
+          "Embedded spiking dataset in SHD's HDF5 layout; classes differ only in spike timing.",
+          outputs={"out": Out("data/raw/delays_synth", dir=True)}),
+    Stage("delays_prepare", "pipeline.delays.data_stages:prepare", DelaysPrepareConfig,
+          "SHD/SSC HDF5 or GSC wav -> 10 ms frames, one memory-mappable store per split.",
+          fanout=Each("dataset", "delays.sets"),
+          inputs={"root": In("{dataset.data.root}", arg=False, root=True)},
+          outputs={"out": Out("data/prepared/delays/{dataset}", dir=True)}),
+    Stage("delays_train", "pipeline.delays.stages:train", DelaysTrainConfig,
+          "Train one (dataset, variant, seed): no_delay, fixed_delay or learned_delay.",
+          fanout=DELAY_RUNS,
+          inputs={"data": In("data/prepared/delays/{dataset}")},
+          outputs={"ckpt": Out(f"models/delays/{DELAY_RUN_DIR}", dir=True),
+                   "live": Out(f"results/delays/train/{DELAY_RUN_DIR}", dir=True, cache=False)},
+          gpus=True),
+    Stage("delays_evaluate", "pipeline.delays.stages:evaluate", DelaysEvaluateConfig,
+          "Test accuracy with rounded integer delays, and the delay distributions.",
+          fanout=DELAY_RUNS,
+          inputs={"data": In("data/prepared/delays/{dataset}"), "ckpt": In(f"models/delays/{DELAY_RUN_DIR}"),
+                  "live": In(f"results/delays/train/{DELAY_RUN_DIR}")},
+          outputs={"out": Out(f"results/delays/eval/{DELAY_RUN_DIR}.json", cache=False, metric=True)}),
+    # ---- paper A: pretraining as a bridge ----
+    Stage("images_embedded", "pipeline.pretrain.data_stages:images_embedded", DigitsConfig,
+          "scikit-learn's digits (real 8x8 scans) as an ImageNet-style ImageFolder.",
+          outputs={"out": Out("data/raw/digits_images", dir=True)}),
+    Stage("es_imagenet_convert", "pipeline.pretrain.data_stages:es_imagenet_convert", EsConvertConfig,
+          "Images -> ES-ImageNet's event format (9-offset path, threshold 0.18).",
+          inputs={"images": In("data/raw/digits_images")},
+          outputs={"out": Out("data/raw/digits_es", dir=True)}),
+    Stage("motion_embedded", "pipeline.pretrain.data_stages:motion_embedded", MotionConfig,
+          "Moving-digit clips as UCF101-style RGB frame folders; the class is the direction of motion.",
+          outputs={"out": Out("data/raw/motion_frames", dir=True)}),
+    Stage("es_ucf101_convert", "pipeline.pretrain.data_stages:es_ucf101_convert", UcfConvertConfig,
+          "Frame folders -> ES-UCF101's event format (per-clip thresholds, 7.5 % of pixels per polarity).",
+          inputs={"frames": In("data/raw/motion_frames")},
+          outputs={"out": Out("data/raw/motion_events", dir=True)}),
+    Stage("pretrain_index", "pipeline.pretrain.index:index", IndexConfig,
+          "Check a dataset's layout; record its root, classes and split sizes.",
+          fanout=Each("dataset", "pretrain.datasets"),
+          inputs={"root": In("{dataset.root}", arg=False, root=True)},
+          outputs={"out": Out("data/prepared/pretrain/{dataset}.json")}),
+    Stage("pretrain_ann", "pipeline.pretrain.train_stages:pretrain_ann", AnnConfig,
+          "Pretrain the sharpened-ReLU ANN twin.",
+          fanout=Each("ann", "pretrain.anns"),
+          inputs={"data": In("data/prepared/pretrain/{ann.dataset}.json")},
+          outputs={"ckpt": Out("models/pretrain/ann/{ann}.pt"),
+                   "live": Out("results/pretrain/ann/{ann}", dir=True, cache=False)},
+          gpus=True),
+    Stage("transfer", "pipeline.pretrain.transfer:transfer", TransferConfig,
+          "Load the pretrained ANN into the SNN twin name for name (stem adapted or new for event input).",
+          fanout=Each("pipe", "pretrain.pipelines"),
+          inputs={"ann": In("models/pretrain/ann/{pipe.ann}.pt")},
+          outputs={"out": Out("models/pretrain/transfer/{pipe}.pt"),
+                   "report": Out("results/pretrain/transfer/{pipe}.json", cache=False)}),
+    Stage("finetune_snn", "pipeline.pretrain.train_stages:finetune_snn", FinetuneConfig,
+          "Fine-tune the transferred SNN on the pipeline's target dataset.",
+          fanout=Each("pipe", "pretrain.pipelines"),
+          inputs={"init": In("models/pretrain/transfer/{pipe}.pt"), "data": In("data/prepared/pretrain/{pipe.target}.json")},
+          outputs={"ckpt": Out("models/pretrain/finetune/{pipe}.pt"),
+                   "live": Out("results/pretrain/finetune/{pipe}", dir=True, cache=False)},
+          gpus=True),
+    Stage("train_snn_scratch", "pipeline.pretrain.train_stages:train_snn_scratch", ScratchConfig,
+          "The baseline: the same SNN trained from random initialisation.",
+          fanout=Each("run", "pretrain.baselines"),
+          inputs={"data": In("data/prepared/pretrain/{run.dataset}.json")},
+          outputs={"ckpt": Out("models/pretrain/scratch/{run}.pt"),
+                   "live": Out("results/pretrain/scratch/{run}", dir=True, cache=False)},
+          gpus=True),
+    # ---- tables and plots ----
+    Stage("report", "pipeline.report.stages:report", ReportConfig,
+          "Every run's metrics -> benchmark tables (markdown, HTML, CSV), plots and results/metrics.json.",
+          inputs={"delays_eval": Gather("delays_evaluate", "out"), "delays_live": Gather("delays_train", "live"),
+                  "ann_live": Gather("pretrain_ann", "live"), "finetune_live": Gather("finetune_snn", "live"),
+                  "scratch_live": Gather("train_snn_scratch", "live"), "transfer": Gather("transfer", "report")},
+          outputs={"delays_md": Out("results/tables/delays.md", cache=False, arg=False),
+                   "delays_csv": Out("results/tables/delays.csv", cache=False, arg=False),
+                   "delays_html": Out("results/tables/delays.html", cache=False, arg=False, caption="delays.rst"),
+                   "pretrain_md": Out("results/tables/pretrain.md", cache=False, arg=False),
+                   "pretrain_csv": Out("results/tables/pretrain.csv", cache=False, arg=False),
+                   "pretrain_html": Out("results/tables/pretrain.html", cache=False, arg=False, caption="pretrain.rst"),
+                   "delays_training": Out("results/plots/delays_training.png", cache=False, arg=False,
+                                          caption="delays_training.rst"),
+                   "delays_distribution": Out("results/plots/delays_distribution.png", cache=False, arg=False,
+                                              caption="delays_distribution.rst"),
+                   "pretrain_time": Out("results/plots/pretrain_time_accuracy.png", cache=False, arg=False,
+                                        caption="pretrain_time_accuracy.rst"),
+                   "metrics": Out("results/metrics.json", cache=False, metric=True)},
+          args={"tables": "results/tables", "plots": "results/plots"}),
+]
+
+# CLI commands that are not pipeline stages: "module:function".
+COMMANDS: dict[str, str] = {
+    "compare": "pipeline.report.compare:compare",
+    "apply_preset": "pipeline.presets:apply_preset",
+    "fetch_data": "pipeline.data.fetch_command:fetch_data",
+    "dvc_yaml": "pipeline.drivers.dvc:write_dvc_yaml",
+}
+
+BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
+
+
+def stage(name: str) -> Stage:
+    if name not in BY_NAME:
+        raise KeyError(f"unknown stage '{name}' (stages: {', '.join(BY_NAME)})")
+    return BY_NAME[name]
+
+
+# ---- resolving templates against parameters ---------------------------------------
+
+TEMPLATE = re.compile(r"\{([A-Za-z_]\w*)((?:\.\w+)*)\}")
+MISSING = object()
+
+
+def lookup(params: Mapping[str, Any], path: str, default: Any = MISSING) -> Any:
+    """The value at a dotted path ("delays.sets.synth.data"); `default` if absent (else KeyError)."""
+    node: Any = params
+    for part in path.split(".") if path else []:
+        if not isinstance(node, Mapping) or part not in node:
+            if default is MISSING:
+                raise KeyError(path)
+            return default
+        node = node[part]
+    return node
+
+
+def _field_of(st: Stage, params: Mapping[str, Any], wildcard: str, value: str, fields: list[str]) -> Any:
+    """Field `fields` of the params entry the wildcard names (`{pipe.target}`: pretrain.pipelines[pipe].target)."""
+    if not (isinstance(st.fanout, Each) and st.fanout.wildcard == wildcard):
+        raise KeyError(f"{st.name}: {{{wildcard}.{'.'.join(fields)}}} needs a fan-out Each('{wildcard}', ...)")
+    return lookup(lookup(params, st.fanout.source)[value], ".".join(fields))
+
+
+def expand(st: Stage, template: str, params: Mapping[str, Any], wildcards: Mapping[str, Any]) -> str:
+    """A path or key template with the job's wildcards (and the entries they name) filled in."""
+
+    def sub(m: re.Match) -> str:
+        name, rest = m.group(1), m.group(2)
+        if name not in wildcards:
+            raise KeyError(f"{st.name}: template {template!r} uses unknown wildcard '{name}'")
+        if not rest:
+            return str(wildcards[name])
+        return str(_field_of(st, params, name, str(wildcards[name]), rest.strip(".").split(".")))
+
+    return TEMPLATE.sub(sub, template)
+
+
+def jobs(st: Stage, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Wildcard values of every job of the stage under `params` (one empty dict without fan-out)."""
+    if "snakemake" not in st.drivers and "dvc" not in st.drivers:
+        return []
+    if isinstance(st.fanout, Each):
+        source = lookup(params, st.fanout.source)
+        return [{st.fanout.wildcard: k} for k in source]
+    if isinstance(st.fanout, Matrix):
+        names = [w for w, _ in st.fanout.axes]
+        lists = [lookup(params, path) for _, path in st.fanout.axes]
+        return [dict(zip(names, combo)) for combo in itertools.product(*lists)]
+    return [{}]
+
+
+def output_paths(st: Stage, name: str, params: Mapping[str, Any]) -> list[str]:
+    """The path of output `name` for every job of the stage."""
+    return [expand(st, st.outputs[name].path, params, w) for w in jobs(st, params)]
+
+
+def iter_inputs(st: Stage, params: Mapping[str, Any], wildcards: Mapping[str, Any]) -> Iterator[tuple[str, list[str]]]:
+    """(input name, paths) of one job; a Gather gives every output of the stage it names."""
+    for name, inp in st.inputs.items():
+        if isinstance(inp, Gather):
+            yield name, output_paths(stage(inp.stage), inp.output, params)
+        else:
+            yield name, [expand(st, inp.path, params, wildcards)]
+
+
+def command(st: Stage, render: Callable[[str, str, str], str]) -> str:
+    """`python -m pipeline <stage> --option value ...`, the same for both drivers: wildcards, then the
+    inputs and outputs passed as arguments, then constant options. `render(kind, name, template)` gives a
+    driver's spelling of each value (kind: wildcard, input, output, log)."""
+    parts = ["python -m pipeline", st.name]
+    parts += [f"--{w} {render('wildcard', w, '{' + w + '}')}" for w in st.wildcards]
+    parts += [f"--{n} {render('input', n, i.path)}" for n, i in st.inputs.items() if isinstance(i, In) and i.arg]
+    parts += [f"--{n} {render('output', n, o.path)}" for n, o in st.outputs.items() if o.arg]
+    parts += [f"--{n} {v}" for n, v in st.args.items()]
+    parts.append(f"--log {render('log', 'log', st.log)}")
+    return " ".join(parts)
+
+
+def deep_merge(base: Any, override: Any) -> Any:
+    """Recursively merge mappings (override wins); lists and scalars are replaced.
+    Snakemake merges `--configfile` presets over params.yaml the same way."""
+    if isinstance(base, Mapping) and isinstance(override, Mapping):
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = deep_merge(base[key], value) if key in base else value
+        return merged
+    return override
+
+
+class UnknownName(ValueError):
+    """A job names a dataset, run or pipeline its parameters do not define."""
+
+
+def _defined(params: Mapping[str, Any], path: str) -> str:
+    """What is defined at the deepest existing parent of `path`, for error messages."""
+    parent = path
+    while parent:
+        parent = parent.rpartition(".")[0]
+        node = lookup(params, parent, None) if parent else params
+        if isinstance(node, Mapping):
+            return f"{parent or '<top level>'} defines: {', '.join(map(str, node)) or 'nothing'}"
+    return ""
+
+
+def _lookup_key(st: Stage, params: Mapping[str, Any], template: str, wildcards: Mapping[str, Any]) -> Any:
+    try:
+        path = expand(st, template, params, wildcards)
+        return lookup(params, path)
+    except KeyError as err:
+        missing = str(err.args[0]) if err.args else template
+        raise UnknownName(f"{st.name}: {missing} is not defined ({_defined(params, missing)})") from None
+
+
+def check_wildcards(st: Stage, params: Mapping[str, Any], wildcards: Mapping[str, Any]) -> None:
+    """A fan-out over a mapping takes only names the mapping defines."""
+    if isinstance(st.fanout, Each):
+        name = wildcards[st.fanout.wildcard]
+        defined = lookup(params, st.fanout.source, {})
+        if name not in defined:
+            raise UnknownName(f"unknown {st.fanout.wildcard} '{name}' (defined under {st.fanout.source}: "
+                              f"{', '.join(defined) or 'nothing'})")
+
+
+def resolve_keys(st: Stage, params: Mapping[str, Any], wildcards: Mapping[str, Any]) -> dict[str, Any]:
+    """The raw value of every declared parameter of one job (overrides merged in), by config field."""
+    check_wildcards(st, params, wildcards)
+    values: dict[str, Any] = {}
+    for name, key, top in st.keys():
+        if top:
+            values[name] = {k: params[k] for k in top}
+            continue
+        value = _lookup_key(st, params, key.path, wildcards)
+        if key.override:
+            over = lookup(params, expand(st, key.override, params, wildcards), None)
+            if over is not None:
+                value = deep_merge(value, over)
+        values[name] = value
+    return values
+
+
+def build_config(st: Stage, params: Mapping[str, Any], wildcards: Mapping[str, Any]) -> Any:
+    """The stage's config instance for one job."""
+    from pipeline.config import build
+
+    values = resolve_keys(st, params, wildcards)
+    hints = typing.get_type_hints(st.config)
+    where = {name: expand(st, key.path, params, wildcards) or "<top level>" for name, key, _ in st.keys()}
+    return st.config(**{name: build(hints[name], value, where[name]) for name, value in values.items()})
+
+
+def dependency_keys(st: Stage) -> list[str]:
+    """Key templates the stage's outputs depend on: declared keys, and the run entries holding overrides."""
+    out: list[str] = []
+    for _, key, top in st.keys():
+        if not key.rerun:
+            continue
+        for path in top or (key.path,):
+            if path not in out:
+                out.append(path)
+        if key.override:
+            entry = key.override.rsplit(".", 1)[0]
+            if entry not in out:
+                out.append(entry)
+    return out

@@ -1,0 +1,28 @@
+# One rule per stage of pipeline/stage_table.py: inputs (code dependencies included), outputs, the
+# values of the parameter keys the stage reads (so a changed value reruns exactly its jobs), log, command.
+
+
+def define(st):
+    # Rules are defined inside a function so that each one keeps its own `spec` (in a plain loop, every
+    # rule's command would be evaluated with the loop variable's last value when the job runs).
+    spec = stages.rule_spec(st, config, directory, report)
+
+    rule:
+        name:
+            st.name
+        input:
+            **spec.input,
+        output:
+            **spec.output,
+        params:
+            **spec.params,
+        resources:
+            **spec.resources,
+        log:
+            spec.log,
+        shell:
+            spec.shell
+
+
+for st in stages.snakemake_stages():
+    define(st)
