@@ -251,7 +251,7 @@ def _batches(impl: str, split: Any, batch_size: int, prefetch: bool) -> Iterator
 
     from pipeline.data.loader import prefetch_batches
     from pipeline.data.prepared import iterate_batches
-    from pipeline.distributed import Dist, ShardedBatchSampler
+    from pipeline.data.sampling import Dist, ShardedBatchSampler
 
     generator = torch.Generator().manual_seed(0)
     if impl == "legacy":

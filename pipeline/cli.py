@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipeline.params import ParamsError
 
     from pipeline.logs import logging_to
-    from pipeline.training import Preempted
+    from pipeline.errors import Preempted
 
     with logging_to(args.pop("log", None)):
         try:

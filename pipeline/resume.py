@@ -26,7 +26,8 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from pipeline.distributed import Dist, any_rank
+from pipeline.data.sampling import Dist
+from pipeline.distributed import any_rank
 from pipeline.io import load_torch, save_torch
 
 PACKAGE_DIR = Path(__file__).resolve().parent

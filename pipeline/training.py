@@ -24,13 +24,14 @@ from typing import Any, Iterable, Protocol, Sized
 import torch
 
 from pipeline import distributed
-from pipeline.distributed import Dist, all_sum, any_rank
+from pipeline.data.sampling import Dist
+from pipeline.distributed import all_sum, any_rank
+from pipeline.errors import Preempted
 from pipeline.progress import Progress
 from pipeline.resume import KillSwitch, ResumeState, check_finite, rng_state, set_rng_state
 from pipeline.tracking import EpochLog
 
 PREEMPT_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
-PREEMPTED_EXIT = 75  # EX_TEMPFAIL: try again later (a driver's retry resumes)
 
 
 class Task(Protocol):
@@ -83,14 +84,6 @@ class Result:
     best: dict[str, float] = field(default_factory=dict)  # the row of the best epoch
     elapsed_s: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-class Preempted(SystemExit):
-    """Raised after a preemption signal, once the state is saved: exits the process with PREEMPTED_EXIT."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(PREEMPTED_EXIT)
-        self.message = message
 
 
 class _PreemptionFlag:
@@ -172,7 +165,7 @@ def fit(task: Task, ctx: Context, *, epochs: int, select: str) -> Result:
     if ctx.log is not None and start > epochs:  # killed after the last epoch's state was saved
         task.save_outputs(epochs, result, best_state)
     result.epochs = len(result.history)
-    result.elapsed_s = result.history[-1]["elapsed_s"] if result.history else 0.0
+    result.elapsed_s = result.history[-1].get("elapsed_s", 0.0) if result.history else 0.0  # timed on rank 0 only
     return result
 
 
@@ -203,10 +196,11 @@ def _epoch(task: Task, ctx: Context, epoch: int, epochs: int, skip: int, partial
     loss_sum, correct, seen = all_sum(list(metrics.compute()), ctx.dist, ctx.device)
     row = {"train_loss": loss_sum / max(seen, 1), "train_acc": 100.0 * correct / max(seen, 1), **settings,
            **task.end_epoch(epoch)}
-    if ctx.log is not None:
-        row = ctx.log.end_epoch(epoch, row)
-        shown = " ".join(f"{k} {v:.3g}" for k, v in row.items() if k not in ("epoch", "elapsed_s"))
-        print(f"[{ctx.name}] epoch {epoch}/{epochs}: {shown} ({row['elapsed_s']:.1f} s)", flush=True)
+    if ctx.log is None:  # other ranks: the same row, untimed
+        return {"epoch": epoch, **row}
+    row = ctx.log.end_epoch(epoch, row)
+    shown = " ".join(f"{k} {v:.3g}" for k, v in row.items() if k not in ("epoch", "elapsed_s"))
+    print(f"[{ctx.name}] epoch {epoch}/{epochs}: {shown} ({row['elapsed_s']:.1f} s)", flush=True)
     return row
 
 

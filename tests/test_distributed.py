@@ -45,7 +45,7 @@ def test_two_processes_match_one(project: Path) -> None:
         assert {f.name for f in (project / f"ck{n}").iterdir()} == {"init.pt", "best.pt", "last.pt"}
     assert "on 2 processes" in proc.stderr
     assert read_json(project / "live2/config.json")["world_size"] == 2
-    one, two = hist[1][0]["loss"], hist[2][0]["loss"]
+    one, two = hist[1][0]["train_loss"], hist[2][0]["train_loss"]
     assert two == pytest.approx(one, rel=LOSS_RTOL)
     assert two != one  # really two processes with their own BatchNorm statistics, not a copy of the single run
     n_valid = read_json(project / "live1/config.json")["n_valid"]

@@ -20,7 +20,7 @@ from pipeline.data import gsc, prepared, shd, store
 from pipeline.data.loader import prefetch_batches
 from pipeline.training import EpochMetrics
 from pipeline.delays.data_stages import SPLITS, prepare
-from pipeline.distributed import Dist
+from pipeline.data.sampling import Dist
 from pipeline.io import save_torch
 from pipeline.stage_table import DelaysPrepareConfig
 from tests.tiny_data import write_random_h5, write_tiny_gsc

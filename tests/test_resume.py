@@ -24,7 +24,7 @@ from torch import nn
 from pipeline.io import load_torch, read_json
 from pipeline.params import load_params, raise_problems, structure_problems
 from pipeline.resume import KILL_ENV, KILL_SIGNAL_ENV, state_path
-from pipeline.training import PREEMPTED_EXIT
+from pipeline.errors import PREEMPTED_EXIT
 
 from tests.conftest import REPO, call_stage
 TIMING = {"elapsed_s", "wall_s"}  # the only keys allowed to differ between runs

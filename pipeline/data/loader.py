@@ -15,7 +15,7 @@ from typing import Iterator
 import torch
 
 from pipeline.data.prepared import Split
-from pipeline.distributed import Dist, ShardedBatchSampler
+from pipeline.data.sampling import Dist, ShardedBatchSampler
 
 PREFETCH_DEPTH = 3  # batches assembled ahead: enough to hide an uneven batch, little memory
 

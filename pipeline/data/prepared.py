@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from pipeline.data.store import StoreWriter, read_store
-from pipeline.distributed import Dist, ShardedBatchSampler
+from pipeline.data.sampling import Dist, ShardedBatchSampler
 
 
 @dataclass

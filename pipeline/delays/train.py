@@ -19,7 +19,8 @@ from pipeline import distributed
 from pipeline.config import DelaysNet, capped_epochs, to_dict
 from pipeline.data.loader import prefetch_batches
 from pipeline.data.prepared import Split, iterate_batches
-from pipeline.distributed import Dist, all_sum
+from pipeline.data.sampling import Dist, ShardedBatchSampler
+from pipeline.distributed import all_sum
 from pipeline.io import save_torch
 from pipeline.models.delay_snn import DelaySNN, class_scores, count_trainable, kernel_size, loss_fn, reset, sigma_at
 from pipeline.precision import Precision
@@ -60,7 +61,7 @@ class _Batches:
     def __init__(self, split: Split, batch_size: int, gen: torch.Generator, device: torch.device, d: Dist,
                  skip: int) -> None:
         self.args = (split, batch_size, gen, device, d, skip)
-        self.n = len(distributed.ShardedBatchSampler(len(split), batch_size, True, None, d))
+        self.n = len(ShardedBatchSampler(len(split), batch_size, True, None, d))
 
     def __len__(self) -> int:
         return self.n

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from pipeline.checks import check_split
 from pipeline.config import PretrainDataset
 from pipeline.data.batching import collate_skipping, materialize
-from pipeline.distributed import Dist, ShardedBatchSampler
+from pipeline.data.sampling import Dist, ShardedBatchSampler
 from pipeline.io import read_json
 
 EVENT_FORMATS = ("es_imagenet", "es_ucf101")

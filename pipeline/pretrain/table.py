@@ -83,7 +83,7 @@ def build_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
                      "baseline": cfg.get("baseline")})
     for row in rows:
         init = "scratch" if row["init"] == "scratch" else "pretrained"
-        key = (row["paper_dataset"], row["model"], row["neuron"], init)
+        key = (row["paper_dataset"], row["model"], row["neuron"].split(" ")[0], init)  # LIF, LIAF (decay learned or not)
         row["paper_top1"] = PAPER_TOP1.get(key, math.nan)
         row["paper_ratio"] = PAPER_RATIO.get(row["paper_dataset"] or "", DASH) if init == "pretrained" else DASH
     columns = ["dataset", "run", "model", "neuron", "init", "top1", "epochs", "time_s", "time_to_target_s",

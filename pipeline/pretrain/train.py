@@ -20,7 +20,8 @@ from torch.utils.data import DataLoader
 from pipeline import distributed
 from pipeline.config import Recipe
 from pipeline.data.device_transforms import InputSpec, input_spec_of, prepare_batch
-from pipeline.distributed import Dist, all_sum
+from pipeline.data.sampling import Dist
+from pipeline.distributed import all_sum
 from pipeline.io import save_torch
 from pipeline.precision import Precision
 from pipeline.training import Result
