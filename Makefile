@@ -14,7 +14,7 @@ $(BIN)/python:
 
 # The stamp is newer than both dependency files once an install has succeeded.
 $(VENV)/.installed: pyproject.toml requirements.lock | $(BIN)/python
-	$(BIN)/pip install --quiet -c requirements.lock -e '.[test]'
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[test,slurm]'
 	touch $@
 
 venv: $(VENV)/.installed

@@ -197,6 +197,7 @@ class UcfConvertConfig:
 @dataclass(frozen=True)
 class IndexConfig:
     dataset: PretrainDataset = param("pretrain.datasets.{dataset}")
+    max_skipped_fraction: float = param("max_skipped_fraction")
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,7 @@ class AnnConfig:
     seed: int = param("pretrain.seed")
     num_workers: int = param("pretrain.num_workers")
     runtime: Runtime = runtime()
+    max_skipped_fraction: float = param("max_skipped_fraction")
     max_epochs: int = param("max_epochs")
     resume: bool = param("resume", rerun=False)
 
@@ -229,6 +231,7 @@ class FinetuneConfig:
     seed: int = param("pretrain.seed")
     num_workers: int = param("pretrain.num_workers")
     runtime: Runtime = runtime()
+    max_skipped_fraction: float = param("max_skipped_fraction")
     max_epochs: int = param("max_epochs")
     resume: bool = param("resume", rerun=False)
 
@@ -243,6 +246,7 @@ class ScratchConfig:
     seed: int = param("pretrain.seed")
     num_workers: int = param("pretrain.num_workers")
     runtime: Runtime = runtime()
+    max_skipped_fraction: float = param("max_skipped_fraction")
     max_epochs: int = param("max_epochs")
     resume: bool = param("resume", rerun=False)
 

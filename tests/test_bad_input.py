@@ -146,6 +146,8 @@ def ws(tmp_path_factory) -> Path:
     valid = load_split(ws / "prep/shd4/valid")
     shutil.rmtree(bad / "prep_empty_valid/valid")
     save_split(bad / "prep_empty_valid/valid", valid.subset(np.zeros(0, np.int64)))
+    shutil.copytree(ws / "raw/img", bad / "img_corrupt")
+    (bad / "img_corrupt/train/b/1.png").write_bytes(b"not a png")
     write_images(bad / "img_no_val", {"train": ("a", "b", "c")})
     write_images(bad / "img_4_classes", ("a", "b", "c", "d"))
     write_images(bad / "img_val_renamed", {"train": ("a", "b", "c"), "val": ("a", "b", "x")})
@@ -244,6 +246,9 @@ CASES: dict[str, tuple[Change | None, list, str]] = {
     "index-imagefolder-no-val": (_pretrain("digits", root=f"{B}/img_no_val"), index("digits"), r"img_no_val/val: expected an ImageFolder split directory"),
     "index-imagefolder-val-renamed": (_pretrain("digits", root=f"{B}/img_val_renamed"), index("digits"), r"train/ and val/ have different class folders \(only in train: \['c'\], only in val: \['x'\]\)"),
     "index-es-no-label-file": (_pretrain("digits_events", root=f"{B}/es_no_list"), index("digits_events"), r"es_no_list/vallabel.txt: ES-ImageNet label file not found"),
+    # unreadable samples beyond max_skipped_fraction (0.001): found by the index before training, and by training
+    "index-corrupt-image": (_pretrain("digits", root=f"{B}/img_corrupt"), index("digits"), r"1 of 18 samples of dataset 'digits' \(.*img_corrupt\) are unreadable \(5.56 %\), first: .*train/b/1.png: .*; more than max_skipped_fraction 0.001 allows"),
+    "ann-corrupt-image": (None, training("pretrain_ann", "digits", f"{B}/img_corrupt"), r"1 of 18 samples of dataset 'digits' are unreadable \(5.56 %\), first: .*train/b/1.png"),
     # empty splits
     "prepare-shd-empty-test": (_delays("shd4", root=f"{B}/shd_empty_test"), prepare("shd4"), r"the test split of dataset 'shd4' is empty \(shd_test.h5 holds no samples\)"),
     "prepare-gsc-empty-test": (_delays("gsc", root=f"{B}/gsc_empty_test"), prepare("gsc"), r"the test split of dataset 'gsc' is empty \(testing_list.txt holds no samples\)"),

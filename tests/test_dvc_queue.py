@@ -113,10 +113,10 @@ def test_queued_sweep_runs_two_experiments_side_by_side(tmp_path: Path) -> None:
             time.sleep(2)
         failed = [name for name, s in status.items() if s == "Failed"]
         assert not failed, "\n".join(run(["dvc", "queue", "logs", n], cwd=work, check=False).stdout[-4000:] for n in failed)
-        for name in SWEEP:  # each experiment reran training and evaluation, nothing upstream
+        for name in SWEEP:  # each experiment reran training and evaluation (and the parameter check), nothing upstream
             logs = run(["dvc", "queue", "logs", name], cwd=work).stdout
             assert set(re.findall(r"Running stage '([^']+)'", logs)) == {
-                "delays_train@synth-learned_delay-0", "delays_evaluate@synth-learned_delay-0"}, logs[-4000:]
+                "check_params", "delays_train@synth-learned_delay-0", "delays_evaluate@synth-learned_delay-0"}, logs[-4000:]
     finally:
         run(["dvc", "queue", "stop", "--kill"], cwd=work, check=False)
         deadline = time.monotonic() + 60

@@ -130,3 +130,31 @@ def test_the_paper_presets_through_dvc(tmp_path: Path, data_dir: Path) -> None:
     assert _n_params(work, "results/pretrain/scratch/es_r34_liaf") == RESNET34 - EVENT_STEM + LEARNED_DECAYS["resnet34"]
     assert _n_params(work, "results/pretrain/finetune/pipeS") == RESNET18
     assert read_json(work / "results/pretrain/transfer/pipeU.json")["new"] == ["encoder.conv1.weight"]
+
+
+def _resources(dry_run: str) -> dict[tuple[str, str], dict[str, str]]:
+    """(rule, first wildcard value) -> resources of each job in a dry run's output."""
+    jobs = {}
+    for block in dry_run.split("\nrule ")[1:]:
+        rule = block.split(":", 1)[0]
+        wildcards = re.search(r"wildcards: \w+=([^,\n]+)", block)
+        resources = re.search(r"resources: (.*)", block)
+        if wildcards and resources:
+            jobs[(rule, wildcards.group(1))] = dict(kv.split("=", 1) for kv in resources.group(1).split(", "))
+    return jobs
+
+
+def test_the_slurm_profile_plans_the_paper_jobs_with_their_resources(tmp_path: Path, data_dir: Path) -> None:
+    """Per-dataset memory, time and GPUs from the presets, the partition and the preemption notice from the
+    profile (dry run with the executor plugin installed: no cluster here)."""
+    work = _project(tmp_path, data_dir)
+    plan = run(["snakemake", "-n", "--workflow-profile", "workflow/profiles/slurm", "--configfile", *PRESETS],
+               cwd=work).stdout
+    jobs = _resources(plan)
+    shd, gsc = jobs[("delays_train", "shd")], jobs[("delays_train", "gsc")]
+    assert (shd["runtime"], gsc["runtime"], shd["gpu"], shd["slurm_partition"]) == ("720", "2880", "1", "gpu")
+    assert shd["slurm_extra"] == "--signal=USR1@300"
+    assert jobs[("delays_prepare", "gsc")]["cpus_per_task"] == "8" and jobs[("delays_prepare", "shd")]["cpus_per_task"] == "4"
+    assert jobs[("pretrain_ann", "imagenet_r34")]["mem_mb"] == "64000"
+    assert jobs[("pretrain_ann", "ucf101")]["runtime"] == "1440"
+    assert jobs[("transfer", "pipeD")]["runtime"] == "30" and "gpu" not in jobs[("transfer", "pipeD")]

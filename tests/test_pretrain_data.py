@@ -118,3 +118,15 @@ def test_es_ucf101_converter_and_loader(tmp_path):
     assert x.shape == (2, 30, 8, 10) and x.dtype == torch.uint8 and y == 0
     assert torch.equal(x, torch.from_numpy(ev))
     assert isinstance(ds[2], Skipped)
+
+
+def test_unreadable_samples_are_counted_with_a_warning_up_to_the_allowed_share(capsys):
+    from pipeline.data.batching import TooManyUnreadable, check_unreadable
+
+    check_unreadable(["a.png: OSError: bad"], 1000, 0.001, "dataset 'x'")
+    assert capsys.readouterr().err.strip() == ("warning: 1 of 1000 samples of dataset 'x' are unreadable (0.10 %), "
+                                               "first: a.png: OSError: bad; skipped (max_skipped_fraction 0.001)")
+    with pytest.raises(TooManyUnreadable, match=r"2 of 1000 samples .* \(0.20 %\).*more than max_skipped_fraction"):
+        check_unreadable(["a", "b"], 1000, 0.001, "dataset 'x'")
+    check_unreadable([], 10, 0.0, "dataset 'x'")  # nothing unreadable: silent
+    assert capsys.readouterr().err == ""

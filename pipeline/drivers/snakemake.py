@@ -91,6 +91,7 @@ def rule_spec(st: Stage, config: Mapping[str, Any], directory: Callable, report:
             _key_value(st, key, config)
     if any(f == "runtime" for f, _, _ in st.keys()):  # computes on the device: one GPU per process
         spec.resources["gpu"] = int(config["nproc"]) if st.gpus else 1
+    spec.resources.update(_cluster_resources(st, config))
     spec.log = st.log
 
     def render(kind: str, name: str, template: str) -> str:
@@ -100,6 +101,20 @@ def rule_spec(st: Stage, config: Mapping[str, Any], directory: Callable, report:
     # Several jobs share the console: plain progress lines, not live bars.
     spec.shell = command(st, render).replace("python -m pipeline ", f"python -m pipeline {SNAKEMAKE_OPTIONS} ", 1)
     return spec
+
+
+def _cluster_resources(st: Stage, config: Mapping[str, Any]) -> dict[str, Any]:
+    """params' `resources` of this stage: the `default` entry, overridden key by key by the entry of the job's
+    dataset or run (its first wildcard). A stage without entries gets the profile's default-resources."""
+    table = config.get("resources", {}).get(st.name, {})
+    default = table.get("default", {})
+    if not st.wildcards:
+        return dict(default)
+
+    def of_job(key: str) -> Callable[[Any], Any]:
+        return lambda wc: {**default, **table.get(getattr(wc, st.wildcards[0]), {})}[key]
+
+    return {key: of_job(key) for key in default}
 
 
 def snakemake_stages() -> list[Stage]:

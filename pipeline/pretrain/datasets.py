@@ -65,18 +65,20 @@ def resolve_root(data: Path) -> Path:
 
 
 def build_loaders(ds: PretrainDataset, name: str, data: Path, batch_size: int, gen: torch.Generator,
-                  num_workers: int, d: Dist = Dist()) -> tuple[DataLoader, DataLoader, list[str]]:
-    """Train/val loaders of dataset `name` read from `data`; also the files skipped while caching.
+                  num_workers: int, d: Dist = Dist()) -> tuple[DataLoader, DataLoader, list[str], int]:
+    """Train/val loaders of dataset `name` read from `data`; also the files skipped while caching and the
+    number of samples of both splits.
 
     Batches come from a seeded permutation (`gen`), each global batch split across
     the processes of a distributed run (pipeline/distributed.py)."""
     root = resolve_root(data)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: data root of dataset '{name}' not found")
-    loaders, skipped = [], []
+    loaders, skipped, total = [], [], 0
     for split in SPLITS:
         dataset = open_split(ds, root, split)
         check_split(dataset, f"{root}: split '{split}' of dataset '{name}'", ds.num_classes)
+        total += len(dataset)
         if ds.in_memory:  # samples cached as the loaders store them (uint8, packed bits): the loop converts
             dataset, bad = materialize(dataset)
             skipped += bad
@@ -86,4 +88,4 @@ def build_loaders(ds: PretrainDataset, name: str, data: Path, batch_size: int, g
         else:
             loaders.append(DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
                                       collate_fn=collate_skipping, pin_memory=torch.cuda.is_available()))
-    return loaders[0], loaders[1], skipped
+    return loaders[0], loaders[1], skipped, total

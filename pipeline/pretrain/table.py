@@ -64,6 +64,7 @@ def build_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
     for name, sc in sorted(by_role["scratch"].items()):
         best = sc["metrics"]["best_val_acc"]
         rows.append({**_describe(sc), "run": name, "init": "scratch", "top1": best,
+                     "skipped": sc["metrics"].get("skipped_files", 0),
                      "epochs": str(sc["metrics"]["epochs"]), "time_s": sc["metrics"]["elapsed_s"],
                      "time_to_target_s": time_to_reach(sc["history"], best), "time_ratio": math.nan})
     for name, ft in sorted(by_role["finetune"].items()):
@@ -76,7 +77,7 @@ def build_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
         reach = time_to_reach(ft["history"], target, offset=ann_time) if base else math.nan
         base_reach = time_to_reach(base["history"], target) if base else math.nan
         rows.append({**_describe(ft), "run": name, "init": f"pretrained ({cfg.get('source_dataset')} ANN)",
-                     "top1": ft["metrics"]["best_val_acc"],
+                     "top1": ft["metrics"]["best_val_acc"], "skipped": ft["metrics"].get("skipped_files", 0),
                      "epochs": f"{ann_epochs} ANN + {ft['metrics']['epochs']} SNN",
                      "time_s": ann_time + ft["metrics"]["elapsed_s"], "time_to_target_s": reach,
                      "time_ratio": reach / base_reach if base_reach and not math.isnan(reach) else math.nan,
@@ -87,7 +88,7 @@ def build_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
         row["paper_top1"] = PAPER_TOP1.get(key, math.nan)
         row["paper_ratio"] = PAPER_RATIO.get(row["paper_dataset"] or "", DASH) if init == "pretrained" else DASH
     columns = ["dataset", "run", "model", "neuron", "init", "top1", "epochs", "time_s", "time_to_target_s",
-               "time_ratio", "paper_dataset", "paper_top1", "paper_ratio", "baseline"]
+               "time_ratio", "paper_dataset", "paper_top1", "paper_ratio", "baseline", "skipped"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -108,4 +109,6 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     reached = table["init"].eq("scratch") | table["time_to_target_s"].notna()
     out["time ratio"] = [DASH if init == "scratch" else ("not reached" if not ok else f"{v:.2f}")
                          for init, ok, v in zip(table["init"], reached, table["time_ratio"])]
+    if table["skipped"].fillna(0).astype(int).any():  # unreadable samples were skipped: say how many, per run
+        out["unreadable samples"] = table["skipped"].fillna(0).astype(int)
     return out

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from pipeline import distributed
 from pipeline.config import Recipe
+from pipeline.data.batching import check_unreadable
 from pipeline.data.device_transforms import InputSpec, input_spec_of, prepare_batch
 from pipeline.data.sampling import Dist
 from pipeline.distributed import all_sum
@@ -63,7 +64,8 @@ class PretrainTask:
 
     def __init__(self, model: nn.Module, recipe: Recipe, train_loader: DataLoader, val_loader: DataLoader,
                  device: torch.device, d: Dist, precision: Precision, ckpt: Path, meta: dict[str, Any],
-                 epoch_hook: Callable[[int], None] | None = None, skipped: list[str] | None = None) -> None:
+                 epoch_hook: Callable[[int], None] | None = None, skipped: list[str] | None = None,
+                 n_samples: int = 0, max_skipped_fraction: float = 0.0, dataset_name: str = "") -> None:
         self.model = model.to(device)
         self.net = distributed.wrap(self.model, d, device)
         self.optimizer = make_optimizer(self.model, recipe)
@@ -73,6 +75,8 @@ class PretrainTask:
         self.device, self.d, self.precision, self.ckpt, self.meta = device, d, precision, ckpt, meta
         self.epoch_hook = epoch_hook
         self.skipped: set[str] = set(skipped or [])
+        self.n_samples, self.max_skipped_fraction, self.dataset_name = n_samples, max_skipped_fraction, dataset_name
+        self._reported = len(self.skipped)  # skipped files already warned about (while caching)
         self.crit = nn.CrossEntropyLoss()
         self.is_snn = bool(getattr(model, "is_snn", False))
 
@@ -129,8 +133,12 @@ class PretrainTask:
             if self.is_snn:
                 functional.reset_net(self.net)
         loss_sum, correct, seen = all_sum(sums.tolist(), self.d, self.device)
+        if len(self.skipped) > self._reported:  # new unreadable files: say so (or stop, past the allowed share)
+            check_unreadable(sorted(self.skipped), self.n_samples, self.max_skipped_fraction,
+                             f"dataset '{self.dataset_name}'")
+            self._reported = len(self.skipped)
         if seen == 0:
-            raise RuntimeError("validation: no readable samples in the whole split")
+            raise ValueError(f"dataset '{self.dataset_name}': no readable sample in the whole validation split")
         return {"val_loss": loss_sum / seen, "val_acc": 100.0 * correct / seen}
 
     def state_dict(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from torch import nn
 from pipeline import distributed
 from pipeline.checks import check_classes, check_index, load_checkpoint
 from pipeline.config import PretrainDataset, Recipe, Runtime, capped_epochs, to_dict
+from pipeline.data.batching import check_unreadable
 from pipeline.io import write_json
 from pipeline.models.resnet_twins import count_parameters
 from pipeline.precision import Precision
@@ -31,14 +32,15 @@ from pipeline.training import Context, fit
 
 def _train(model: nn.Module, model_cfg: dict[str, Any], *, role: str, name: str, dataset_name: str,
            dataset: PretrainDataset, recipe: Recipe, runtime: Runtime, seed: int, num_workers: int, max_epochs: int,
-           resume: bool, data: Path, ckpt: Path, live: Path, gen: torch.Generator, meta: dict[str, Any],
+           max_skipped_fraction: float, resume: bool, data: Path, ckpt: Path, live: Path, gen: torch.Generator, meta: dict[str, Any],
            epoch_hook: Callable[[int], None] | None = None, inputs: tuple[Path, ...] = ()) -> None:
     """Train `model` with `recipe` on `dataset`; write the checkpoint and the DVCLive directory."""
     recipe = dataclasses.replace(recipe, epochs=capped_epochs(recipe.epochs, max_epochs))
     d, device = distributed.setup(pick_device(runtime.device))
     distributed.seed_rank(seed, d)  # the model was built (seeded) before
-    train_loader, val_loader, skipped = build_loaders(dataset, dataset_name, data, recipe.batch_size, gen,
-                                                      num_workers, d)
+    train_loader, val_loader, skipped, n_samples = build_loaders(dataset, dataset_name, data, recipe.batch_size,
+                                                                 gen, num_workers, d)
+    check_unreadable(skipped, n_samples, max_skipped_fraction, f"dataset '{dataset_name}'")  # before any output
     n_params = count_parameters(model)
     precision = Precision(runtime.amp, device)
     config = {"role": role, "run": name, "dataset": dataset_name, "data": str(data), "model": model_cfg,
@@ -48,7 +50,7 @@ def _train(model: nn.Module, model_cfg: dict[str, Any], *, role: str, name: str,
     log = EpochLog(live, config) if d.is_main else None
     ckpt_meta = {"role": role, "run": name, "dataset": dataset_name, "model_config": model_cfg, **meta}
     task = PretrainTask(model, recipe, train_loader, val_loader, device, d, precision, Path(ckpt), ckpt_meta,
-                        epoch_hook, skipped)
+                        epoch_hook, skipped, n_samples, max_skipped_fraction, dataset_name)
     result = fit(task, Context(d, device, resumer, log, gen, f"{STAGE_OF_ROLE[role]} {name}"), epochs=recipe.epochs,
                  select="val_acc")
     if log is not None:
@@ -73,7 +75,8 @@ def pretrain_ann(cfg: AnnConfig, *, ann: str, data: Path, ckpt: Path, live: Path
     config = model_config("ann", cfg.model, cfg.snn, cfg.dataset, cfg.recipe.sharpen_epochs)
     model = build_model(config)
     _train(model, config, role="ann_pretrain", name=ann, dataset_name=cfg.run.dataset, dataset=cfg.dataset,
-           recipe=cfg.recipe, runtime=cfg.runtime, seed=cfg.seed, num_workers=cfg.num_workers, max_epochs=cfg.max_epochs, resume=cfg.resume,
+           recipe=cfg.recipe, runtime=cfg.runtime, seed=cfg.seed, num_workers=cfg.num_workers, max_epochs=cfg.max_epochs,
+           max_skipped_fraction=cfg.max_skipped_fraction, resume=cfg.resume,
            data=data, ckpt=ckpt, live=live, gen=gen, meta={}, epoch_hook=model.set_epoch)
 
 
@@ -103,7 +106,8 @@ def finetune_snn(cfg: FinetuneConfig, *, pipe: str, init: Path, data: Path, ckpt
             "source_dataset": rep["source_dataset"], "pretrain_elapsed_s": rep["ann_elapsed_s"],
             "pretrain_epochs": rep["ann_epochs"], "init": str(init)}
     _train(model, state["model_config"], role="finetune", name=pipe, dataset_name=target_name, dataset=cfg.target, recipe=cfg.recipe,
-           runtime=cfg.runtime, seed=cfg.seed, num_workers=cfg.num_workers, max_epochs=cfg.max_epochs, resume=cfg.resume, data=data,
+           runtime=cfg.runtime, seed=cfg.seed, num_workers=cfg.num_workers, max_epochs=cfg.max_epochs,
+           max_skipped_fraction=cfg.max_skipped_fraction, resume=cfg.resume, data=data,
            ckpt=ckpt, live=live, gen=gen, meta=meta, epoch_hook=hook, inputs=(Path(init),))
 
 
@@ -114,5 +118,6 @@ def train_snn_scratch(cfg: ScratchConfig, *, run: str, data: Path, ckpt: Path, l
     model = build_model(config)
     check_index(data, cfg.run.dataset)
     _train(model, config, role="scratch", name=run, dataset_name=cfg.run.dataset, dataset=cfg.dataset, recipe=cfg.recipe,
-           runtime=cfg.runtime, seed=cfg.seed, num_workers=cfg.num_workers, max_epochs=cfg.max_epochs, resume=cfg.resume, data=data,
+           runtime=cfg.runtime, seed=cfg.seed, num_workers=cfg.num_workers, max_epochs=cfg.max_epochs,
+           max_skipped_fraction=cfg.max_skipped_fraction, resume=cfg.resume, data=data,
            ckpt=ckpt, live=live, gen=gen, meta={})
