@@ -360,7 +360,8 @@ STAGES: list[Stage] = [
                                               caption="delays_distribution.rst"),
                    "pretrain_time": Out("results/plots/pretrain_time_accuracy.png", cache=False, arg=False,
                                         caption="pretrain_time_accuracy.rst"),
-                   "metrics": Out("results/metrics.json", cache=False, metric=True)},
+                   "metrics": Out("results/metrics.json", cache=False, metric=True),
+                   "curves": Out("results/curves", dir=True, cache=False)},
           args={"tables": "results/tables", "plots": "results/plots"}),
 ]
 

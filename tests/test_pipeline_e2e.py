@@ -134,9 +134,13 @@ def test_dvc_repro_caches_and_reruns_only_what_a_param_touches(project: Path) ->
     out = run(["dvc", "repro"], cwd=project).stdout
     ran = set(re.findall(r"Running stage '([^']+)'", out))
     assert ran == DELAY_JOBS | {"check_params", "report"}  # check_params reads params.yaml; its output is unchanged
-    # the metrics of the two commits-to-be compare through DVC
+    # the metrics of the two commits-to-be compare through DVC, and so do the per-epoch curves
     diff = run(["dvc", "metrics", "diff", "--json"], cwd=project).stdout
     assert "results/metrics.json" in diff
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], cwd=project).stdout)
+    assert not plots.get("errors")
+    assert "results/curves/delays_train/synth-learned_delay-s0/valid_acc.tsv" in plots["data"]
+    assert "results/curves/finetune_snn/pipeU/val_acc.tsv" in plots["data"]
 
 
 def test_a_typo_key_stops_dvc_before_anything_is_deleted(project: Path) -> None:

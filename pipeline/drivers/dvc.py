@@ -73,9 +73,14 @@ def stage_entry(st: Stage) -> dict[str, Any]:
     return body
 
 
+# `dvc plots show/diff`: every run's per-epoch curves (written by the report, x: epoch) and the report's figures.
+PLOTS = [{"results/curves": {"x": "epoch"}}, "results/plots/delays_training.png",
+         "results/plots/delays_distribution.png", "results/plots/pretrain_time_accuracy.png"]
+
+
 def render() -> str:
     stages = {st.name: stage_entry(st) for st in STAGES if "dvc" in st.drivers}
-    body = yaml.safe_dump({"stages": stages}, sort_keys=False, width=10_000, default_flow_style=False)
+    body = yaml.safe_dump({"stages": stages, "plots": PLOTS}, sort_keys=False, width=10_000, default_flow_style=False)
     return HEADER + "\n" + body
 
 

@@ -11,7 +11,7 @@ from pipeline.config import to_dict
 from pipeline.io import read_json, write_json
 from pipeline.report.diff import row_label
 from pipeline.report.render import write_table
-from pipeline.stage_table import ReportConfig, output_paths, stage
+from pipeline.stage_table import ReportConfig, jobs, output_paths, stage
 
 
 def _require(path: Path, what: str) -> Path:
@@ -91,13 +91,25 @@ def pretrain_section(runs: dict[str, Any], tables: Path, plots: Path) -> pd.Data
     return table
 
 
-def report(cfg: ReportConfig, *, metrics: Path, tables: Path, plots: Path) -> None:
-    """Build results/tables/{delays,pretrain}.{csv,md,html}, the plots and a metrics summary
-    (for `dvc metrics diff`) from the runs the parameters configure."""
+def _training_runs(runs: dict[str, Any]) -> dict[str, dict[str, Path]]:
+    """Training stage -> {run name ("synth-learned_delay-s0", "pipeD"): its DVCLive folder}."""
+    found: dict[str, dict[str, Path]] = {}
+    for name in ("delays_train", "pretrain_ann", "finetune_snn", "train_snn_scratch"):
+        st = stage(name)
+        found[name] = {"-".join(f"s{v}" if w == "seed" else str(v) for w, v in job.items()): Path(path)
+                       for job, path in zip(jobs(st, runs), output_paths(st, "live", runs))}
+    return found
+
+
+def report(cfg: ReportConfig, *, metrics: Path, curves: Path, tables: Path, plots: Path) -> None:
+    """Build results/tables/{delays,pretrain}.{csv,md,html}, the plots, the per-epoch curves (for
+    `dvc plots diff`) and a metrics summary (for `dvc metrics diff`) from the runs the parameters configure."""
     from pipeline.report.compare import KEYS
+    from pipeline.report.curves import write_curves
 
     runs = _run_params(cfg)
     delays = delays_section(runs, Path(tables), Path(plots))
     pretrain = pretrain_section(runs, Path(tables), Path(plots))
+    write_curves(_training_runs(runs), Path(curves))
     write_json(metrics, {"delays": table_metrics(delays, KEYS["delays"]),
                          "pretrain": table_metrics(pretrain, KEYS["pretrain"])})
