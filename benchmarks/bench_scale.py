@@ -249,14 +249,13 @@ def _load(impl: str, data: str, split: str) -> Any:
 def _batches(impl: str, split: Any, batch_size: int, prefetch: bool) -> Iterator[Any]:
     import torch
 
-    from pipeline.data.loader import prefetch_batches
     from pipeline.data.prepared import iterate_batches
     from pipeline.data.sampling import Dist, ShardedBatchSampler
 
     generator = torch.Generator().manual_seed(0)
     if impl == "legacy":
         return (split.batch(torch.as_tensor(idx)) for idx in ShardedBatchSampler(len(split), batch_size, True, generator, Dist()))
-    return (prefetch_batches if prefetch else iterate_batches)(split, batch_size, shuffle=True, generator=generator)
+    return iterate_batches(split, batch_size, shuffle=True, generator=generator, prefetch=3 if prefetch else 0)
 
 
 def _seconds_per_batch(batches: Iterator[Any], max_batches: int, step_s: float) -> float:

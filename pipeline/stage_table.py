@@ -201,18 +201,24 @@ class IndexConfig:
 
 
 @dataclass(frozen=True)
-class AnnConfig:
-    run: AnnRun = param("pretrain.anns.{ann}")
-    dataset: PretrainDataset = param("pretrain.datasets.{ann.dataset}")
-    model: ModelParams = param("pretrain.model", override="pretrain.anns.{ann}.model")
-    snn: SnnParams = param("pretrain.snn")  # the threshold shapes the sharpened ReLU and the BN init
-    recipe: AnnRecipe = param("pretrain.ann", override="pretrain.anns.{ann}.ann")
+class PretrainTraining:
+    """Keys every training stage of paper A reads besides its own."""
+
     seed: int = param("pretrain.seed")
     num_workers: int = param("pretrain.num_workers")
     runtime: Runtime = runtime()
     max_skipped_fraction: float = param("max_skipped_fraction")
     max_epochs: int = param("max_epochs")
     resume: bool = param("resume", rerun=False)
+
+
+@dataclass(frozen=True)
+class AnnConfig(PretrainTraining):
+    run: AnnRun = param("pretrain.anns.{ann}")
+    dataset: PretrainDataset = param("pretrain.datasets.{ann.dataset}")
+    model: ModelParams = param("pretrain.model", override="pretrain.anns.{ann}.model")
+    snn: SnnParams = param("pretrain.snn")  # the threshold shapes the sharpened ReLU and the BN init
+    recipe: AnnRecipe = param("pretrain.ann", override="pretrain.anns.{ann}.ann")
 
 
 @dataclass(frozen=True)
@@ -224,31 +230,19 @@ class TransferConfig:
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
+class FinetuneConfig(PretrainTraining):
     pipeline: PipelineRun = param("pretrain.pipelines.{pipe}")
     target: PretrainDataset = param("pretrain.datasets.{pipe.target}")
     recipe: FinetuneRecipe = param("pretrain.finetune", override="pretrain.pipelines.{pipe}.finetune")
-    seed: int = param("pretrain.seed")
-    num_workers: int = param("pretrain.num_workers")
-    runtime: Runtime = runtime()
-    max_skipped_fraction: float = param("max_skipped_fraction")
-    max_epochs: int = param("max_epochs")
-    resume: bool = param("resume", rerun=False)
 
 
 @dataclass(frozen=True)
-class ScratchConfig:
+class ScratchConfig(PretrainTraining):
     run: BaselineRun = param("pretrain.baselines.{run}")
     dataset: PretrainDataset = param("pretrain.datasets.{run.dataset}")
     model: ModelParams = param("pretrain.model", override="pretrain.baselines.{run}.model")
     snn: SnnParams = param("pretrain.snn", override="pretrain.baselines.{run}.snn")
     recipe: Recipe = param("pretrain.scratch", override="pretrain.baselines.{run}.scratch")
-    seed: int = param("pretrain.seed")
-    num_workers: int = param("pretrain.num_workers")
-    runtime: Runtime = runtime()
-    max_skipped_fraction: float = param("max_skipped_fraction")
-    max_epochs: int = param("max_epochs")
-    resume: bool = param("resume", rerun=False)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ import torch
 from benchmarks import legacy_prepare
 from pipeline.config import DelaysData
 from pipeline.data import gsc, prepared, shd, store
-from pipeline.data.loader import prefetch_batches
 from pipeline.training import EpochMetrics
 from pipeline.delays.data_stages import SPLITS, prepare
 from pipeline.data.sampling import Dist
@@ -202,7 +201,7 @@ def ragged_split(tmp_path):
 def test_prefetching_loader_yields_exactly_the_plain_batches(ragged_split, shuffle, d, skip):
     plain_gen, prefetch_gen = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
     plain = list(prepared.iterate_batches(ragged_split, 5, shuffle, plain_gen, d=d, skip=skip))
-    ahead = list(prefetch_batches(ragged_split, 5, shuffle, prefetch_gen, d=d, skip=skip, depth=2))
+    ahead = list(prepared.iterate_batches(ragged_split, 5, shuffle, prefetch_gen, d=d, skip=skip, prefetch=2))
     assert len(plain) == len(ahead) > 1
     for (xa, ya), (xb, yb) in zip(plain, ahead):
         assert xa.dtype == xb.dtype == torch.float32 and torch.equal(xa, xb) and torch.equal(ya, yb)
@@ -211,7 +210,7 @@ def test_prefetching_loader_yields_exactly_the_plain_batches(ragged_split, shuff
 
 def test_prefetching_loader_stops_its_thread_and_passes_errors_on(ragged_split, monkeypatch):
     before = threading.active_count()
-    batches = prefetch_batches(ragged_split, 2, depth=1)
+    batches = prepared.iterate_batches(ragged_split, 2, prefetch=1)
     next(batches)
     batches.close()  # the consumer leaves early
     assert threading.active_count() == before
@@ -221,7 +220,7 @@ def test_prefetching_loader_stops_its_thread_and_passes_errors_on(ragged_split, 
 
     monkeypatch.setattr(ragged_split, "gather", broken)
     with pytest.raises(OSError, match="disk gone"):
-        next(prefetch_batches(ragged_split, 2))
+        next(prepared.iterate_batches(ragged_split, 2, prefetch=3))
     assert threading.active_count() == before
 
 

@@ -6,10 +6,12 @@ memory-maps the frames of a store written by delays_prepare
 (pipeline/data/store.py), so nothing is read until a batch needs it. A batch
 copies each sample's rows in one slice into a (T, B, C) float32 tensor padded
 with zeros at the end to the batch's longest sample (as the reference does).
-pipeline/data/loader.py assembles batches ahead in a background thread.
+`iterate_batches(..., prefetch=N)` assembles batches ahead in a background thread.
 """
 from __future__ import annotations
 
+import queue
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -17,8 +19,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from pipeline.data.store import StoreWriter, read_store
 from pipeline.data.sampling import Dist, ShardedBatchSampler
+from pipeline.data.store import StoreWriter, read_store
 
 
 @dataclass
@@ -130,10 +132,71 @@ def iterate_batches(
     device: torch.device | str = "cpu",
     d: Dist = Dist(),
     skip: int = 0,
+    prefetch: int = 0,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (x (T, B, C), y (B,)); seeded shuffling through `generator`; last batch may be smaller.
     In a distributed run (`d`) each rank gets its share of every global batch (ShardedBatchSampler);
-    the first `skip` batches are left out (a resumed epoch). Batches are assembled when asked for;
-    pipeline.data.loader.prefetch_batches yields the same ones ahead."""
-    for idx in ShardedBatchSampler(len(split), batch_size, shuffle, generator, d, skip):
+    the first `skip` batches are left out (a resumed epoch). `prefetch` > 0: up to that many batches are
+    assembled ahead in a background thread (the copies out of the memory map release the GIL), in page-locked
+    memory with non-blocking copies for a CUDA device: the same batches, ready when the device asks."""
+    # The permutation is drawn here, in the caller's thread, when iteration starts,
+    # so `generator` is used at the same point however the batches are assembled.
+    batches = ShardedBatchSampler(len(split), batch_size, shuffle, generator, d, skip)
+    if prefetch > 0:
+        yield from _prefetched(split, list(batches), torch.device(device), prefetch)
+        return
+    for idx in batches:
         yield split.batch(idx, device)
+
+
+class _Failed:
+    """An error of the prefetching thread, handed to the consumer."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_END = object()
+
+
+def _prefetched(split: Split, batches: list[list[int]], device: torch.device,
+                depth: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    pin = device.type == "cuda"
+    ready: queue.Queue = queue.Queue(maxsize=max(depth, 1))
+    stop = threading.Event()
+
+    def offer(item: object) -> bool:
+        """Put `item` unless the consumer has gone; False then."""
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def produce() -> None:
+        try:
+            if pin and device.index is not None:
+                torch.cuda.set_device(device)  # else pinning would create a context on GPU 0 in this thread
+            for idx in batches:
+                if not offer(split.gather(idx, pin_memory=pin)):
+                    return
+            offer(_END)
+        except BaseException as err:  # handed to the consumer, raised there
+            offer(_Failed(err))
+
+    worker = threading.Thread(target=produce, name="batch-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            x, y = item
+            yield x.to(device, non_blocking=pin), y.to(device, non_blocking=pin)
+    finally:  # also when the consumer stops early: the thread ends at its next put
+        stop.set()
+        worker.join()

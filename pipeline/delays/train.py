@@ -17,7 +17,6 @@ import torch
 
 from pipeline import distributed
 from pipeline.config import DelaysNet, capped_epochs, to_dict
-from pipeline.data.loader import prefetch_batches
 from pipeline.data.prepared import Split, iterate_batches
 from pipeline.data.sampling import Dist, ShardedBatchSampler
 from pipeline.distributed import all_sum
@@ -55,6 +54,9 @@ def build_model(n_in: int, n_out: int, variant: str, net: DelaysNet, time_step_m
                     dropout=net.dropout)
 
 
+PREFETCH_DEPTH = 3  # training batches assembled ahead: enough to hide an uneven batch, little memory
+
+
 class _Batches:
     """One epoch of prefetched training batches, sized for the progress bar."""
 
@@ -68,7 +70,8 @@ class _Batches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         split, batch_size, gen, device, d, skip = self.args
-        return prefetch_batches(split, batch_size, shuffle=True, generator=gen, device=device, d=d, skip=skip)
+        return iterate_batches(split, batch_size, shuffle=True, generator=gen, device=device, d=d, skip=skip,
+                               prefetch=PREFETCH_DEPTH)
 
 
 class DelaysTask:

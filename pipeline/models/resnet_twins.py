@@ -90,7 +90,23 @@ class BasicBlock(nn.Module):
         return self.act2(out + identity)
 
 
-class ResNetTwin(nn.Module):
+class Twin(nn.Module):
+    """What the training code asks of a twin (ResNet or video): its kind and the sharpening schedule."""
+
+    cfg: TwinConfig
+
+    @property
+    def is_snn(self) -> bool:
+        return self.cfg.kind == "snn"
+
+    def set_epoch(self, epoch: int) -> None:
+        """Advance the sharpened-ReLU schedule (no-op for the SNN)."""
+        for m in self.modules():
+            if isinstance(m, SharpenedReLU):
+                m.set_epoch(epoch)
+
+
+class ResNetTwin(Twin):
     """ResNet-18/34 (or the small `tiny` config) as ANN or SNN, by `cfg.kind`.
 
     ANN input: (B, C, H, W). SNN input: (B, C, H, W) static images (direct input,
@@ -130,16 +146,6 @@ class ResNetTwin(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         functional.set_step_mode(self, "m" if cfg.kind == "snn" else "s")
-
-    @property
-    def is_snn(self) -> bool:
-        return self.cfg.kind == "snn"
-
-    def set_epoch(self, epoch: int) -> None:
-        """Advance the sharpened-ReLU schedule (no-op for the SNN)."""
-        for m in self.modules():
-            if isinstance(m, SharpenedReLU):
-                m.set_epoch(epoch)
 
     def _stem_snn(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 4:

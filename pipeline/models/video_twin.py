@@ -15,7 +15,7 @@ import torch
 from spikingjelly.activation_based import base, functional
 from torch import nn
 
-from pipeline.models.resnet_twins import ResNetTwin, TwinConfig
+from pipeline.models.resnet_twins import ResNetTwin, Twin, TwinConfig
 from pipeline.models.spiking import SharpenedReLU, make_neuron
 
 
@@ -62,7 +62,7 @@ class RecurrentDecoder(base.MemoryModule):
         return torch.stack(outputs)
 
 
-class VideoTwin(nn.Module):
+class VideoTwin(Twin):
     """Encoder (ResNetTwin per step) + RecurrentDecoder + linear classifier, as ANN or SNN by `cfg.kind`.
 
     ANN input: RGB clips (B, 3, T, H, W) in [0, 1]; every frame goes through the
@@ -80,16 +80,6 @@ class VideoTwin(nn.Module):
         self.encoder.fc = nn.Identity()  # the decoder's output is classified, not the encoder's
         self.decoder = RecurrentDecoder(features, decoder_hidden, cfg)
         self.fc = nn.Linear(decoder_hidden, cfg.num_classes)
-
-    @property
-    def is_snn(self) -> bool:
-        return self.cfg.kind == "snn"
-
-    def set_epoch(self, epoch: int) -> None:
-        """Advance the sharpened-ReLU schedule of encoder and decoder (no-op for the SNN)."""
-        for m in self.modules():
-            if isinstance(m, SharpenedReLU):
-                m.set_epoch(epoch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5:

@@ -7,6 +7,7 @@ per-epoch plots and skipped_files.json.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,7 +16,7 @@ from torch import nn
 
 from pipeline import distributed
 from pipeline.checks import check_classes, check_index, load_checkpoint
-from pipeline.config import PretrainDataset, Recipe, Runtime, capped_epochs, to_dict
+from pipeline.config import PretrainDataset, Recipe, capped_epochs, to_dict
 from pipeline.data.batching import check_unreadable
 from pipeline.io import write_json
 from pipeline.models.resnet_twins import count_parameters
@@ -25,37 +26,53 @@ from pipeline.pretrain.models import build_model, model_config
 from pipeline.pretrain.train import PretrainTask, set_body_frozen
 from pipeline.resume import ResumeState, fingerprint
 from pipeline.runtime import pick_device, seed_everything
-from pipeline.stage_table import AnnConfig, FinetuneConfig, ScratchConfig
+from pipeline.stage_table import AnnConfig, FinetuneConfig, PretrainTraining, ScratchConfig
 from pipeline.tracking import EpochLog
 from pipeline.training import Context, fit
 
 
-def _train(model: nn.Module, model_cfg: dict[str, Any], *, role: str, name: str, dataset_name: str,
-           dataset: PretrainDataset, recipe: Recipe, runtime: Runtime, seed: int, num_workers: int, max_epochs: int,
-           max_skipped_fraction: float, resume: bool, data: Path, ckpt: Path, live: Path, gen: torch.Generator, meta: dict[str, Any],
-           epoch_hook: Callable[[int], None] | None = None, inputs: tuple[Path, ...] = ()) -> None:
-    """Train `model` with `recipe` on `dataset`; write the checkpoint and the DVCLive directory."""
-    recipe = dataclasses.replace(recipe, epochs=capped_epochs(recipe.epochs, max_epochs))
-    d, device = distributed.setup(pick_device(runtime.device))
-    distributed.seed_rank(seed, d)  # the model was built (seeded) before
-    train_loader, val_loader, skipped, n_samples = build_loaders(dataset, dataset_name, data, recipe.batch_size,
-                                                                 gen, num_workers, d)
-    check_unreadable(skipped, n_samples, max_skipped_fraction, f"dataset '{dataset_name}'")  # before any output
+@dataclass(frozen=True)
+class Run:
+    """One training run of paper A: what it is and where its inputs and outputs are."""
+
+    role: str  # ann_pretrain, finetune, scratch
+    name: str  # the run's name (ANN run, pipeline, baseline)
+    dataset_name: str
+    dataset: PretrainDataset
+    recipe: Recipe
+    data: Path
+    ckpt: Path
+    live: Path
+    meta: dict[str, Any] = field(default_factory=dict)
+    inputs: tuple[Path, ...] = ()
+
+
+def _train(model: nn.Module, model_cfg: dict[str, Any], run: Run, common: PretrainTraining, gen: torch.Generator,
+           epoch_hook: Callable[[int], None] | None = None) -> None:
+    """Train `model` as `run` says; write the checkpoint and the DVCLive directory."""
+    recipe = dataclasses.replace(run.recipe, epochs=capped_epochs(run.recipe.epochs, common.max_epochs))
+    d, device = distributed.setup(pick_device(common.runtime.device))
+    distributed.seed_rank(common.seed, d)  # the model was built (seeded) before
+    train_loader, val_loader, skipped, n_samples = build_loaders(run.dataset, run.dataset_name, run.data,
+                                                                 recipe.batch_size, gen, common.num_workers, d)
+    where = f"dataset '{run.dataset_name}'"
+    check_unreadable(skipped, n_samples, common.max_skipped_fraction, where)  # before any output
     n_params = count_parameters(model)
-    precision = Precision(runtime.amp, device)
-    config = {"role": role, "run": name, "dataset": dataset_name, "data": str(data), "model": model_cfg,
-              "train": to_dict(recipe), "dataset_config": to_dict(dataset), "seed": seed, "device": str(device),
-              "n_params": n_params, "amp": precision.name, "world_size": d.world, **meta}
-    resumer = ResumeState(ckpt, fingerprint(config, (Path(data), *inputs), d.world), resume, d.is_main)
-    log = EpochLog(live, config) if d.is_main else None
-    ckpt_meta = {"role": role, "run": name, "dataset": dataset_name, "model_config": model_cfg, **meta}
-    task = PretrainTask(model, recipe, train_loader, val_loader, device, d, precision, Path(ckpt), ckpt_meta,
-                        epoch_hook, skipped, n_samples, max_skipped_fraction, dataset_name)
-    result = fit(task, Context(d, device, resumer, log, gen, f"{STAGE_OF_ROLE[role]} {name}"), epochs=recipe.epochs,
-                 select="val_acc")
+    precision = Precision(common.runtime.amp, device)
+    config = {"role": run.role, "run": run.name, "dataset": run.dataset_name, "data": str(run.data),
+              "model": model_cfg, "train": to_dict(recipe), "dataset_config": to_dict(run.dataset), "seed": common.seed,
+              "device": str(device), "n_params": n_params, "amp": precision.name, "world_size": d.world, **run.meta}
+    digest = fingerprint(config, (Path(run.data), *run.inputs), d.world)
+    resumer = ResumeState(run.ckpt, digest, common.resume, d.is_main)
+    log = EpochLog(run.live, config) if d.is_main else None
+    ckpt_meta = {"role": run.role, "run": run.name, "dataset": run.dataset_name, "model_config": model_cfg, **run.meta}
+    task = PretrainTask(model, recipe, train_loader, val_loader, device, d, precision, Path(run.ckpt), ckpt_meta,
+                        epoch_hook, skipped, n_samples, common.max_skipped_fraction, run.dataset_name)
+    context = Context(d, device, resumer, log, gen, f"{STAGE_OF_ROLE[run.role]} {run.name}")
+    result = fit(task, context, epochs=recipe.epochs, select="val_acc")
     if log is not None:
         files = sorted(task.skipped)
-        write_json(Path(live) / "skipped_files.json", files)
+        write_json(Path(run.live) / "skipped_files.json", files)
         log.finish({"best_val_acc": result.best["val_acc"], "best_epoch": result.best_epoch, "epochs": result.epochs,
                     "elapsed_s": result.elapsed_s, "skipped_files": len(files), "n_params": n_params})
     resumer.clear()
@@ -74,10 +91,8 @@ def pretrain_ann(cfg: AnnConfig, *, ann: str, data: Path, ckpt: Path, live: Path
     check_index(data, cfg.run.dataset)
     config = model_config("ann", cfg.model, cfg.snn, cfg.dataset, cfg.recipe.sharpen_epochs)
     model = build_model(config)
-    _train(model, config, role="ann_pretrain", name=ann, dataset_name=cfg.run.dataset, dataset=cfg.dataset,
-           recipe=cfg.recipe, runtime=cfg.runtime, seed=cfg.seed, num_workers=cfg.num_workers, max_epochs=cfg.max_epochs,
-           max_skipped_fraction=cfg.max_skipped_fraction, resume=cfg.resume,
-           data=data, ckpt=ckpt, live=live, gen=gen, meta={}, epoch_hook=model.set_epoch)
+    run = Run("ann_pretrain", ann, cfg.run.dataset, cfg.dataset, cfg.recipe, data, ckpt, live)
+    _train(model, config, run, cfg, gen, epoch_hook=model.set_epoch)
 
 
 def finetune_snn(cfg: FinetuneConfig, *, pipe: str, init: Path, data: Path, ckpt: Path, live: Path) -> None:
@@ -105,10 +120,8 @@ def finetune_snn(cfg: FinetuneConfig, *, pipe: str, init: Path, data: Path, ckpt
     meta = {"pipeline": pipe, "ann_run": cfg.pipeline.ann, "baseline": cfg.pipeline.baseline,
             "source_dataset": rep["source_dataset"], "pretrain_elapsed_s": rep["ann_elapsed_s"],
             "pretrain_epochs": rep["ann_epochs"], "init": str(init)}
-    _train(model, state["model_config"], role="finetune", name=pipe, dataset_name=target_name, dataset=cfg.target, recipe=cfg.recipe,
-           runtime=cfg.runtime, seed=cfg.seed, num_workers=cfg.num_workers, max_epochs=cfg.max_epochs,
-           max_skipped_fraction=cfg.max_skipped_fraction, resume=cfg.resume, data=data,
-           ckpt=ckpt, live=live, gen=gen, meta=meta, epoch_hook=hook, inputs=(Path(init),))
+    run = Run("finetune", pipe, target_name, cfg.target, cfg.recipe, data, ckpt, live, meta, (Path(init),))
+    _train(model, state["model_config"], run, cfg, gen, epoch_hook=hook)
 
 
 def train_snn_scratch(cfg: ScratchConfig, *, run: str, data: Path, ckpt: Path, live: Path) -> None:
@@ -117,7 +130,4 @@ def train_snn_scratch(cfg: ScratchConfig, *, run: str, data: Path, ckpt: Path, l
     config = model_config("snn", cfg.model, cfg.snn, cfg.dataset)
     model = build_model(config)
     check_index(data, cfg.run.dataset)
-    _train(model, config, role="scratch", name=run, dataset_name=cfg.run.dataset, dataset=cfg.dataset, recipe=cfg.recipe,
-           runtime=cfg.runtime, seed=cfg.seed, num_workers=cfg.num_workers, max_epochs=cfg.max_epochs,
-           max_skipped_fraction=cfg.max_skipped_fraction, resume=cfg.resume, data=data,
-           ckpt=ckpt, live=live, gen=gen, meta={})
+    _train(model, config, Run("scratch", run, cfg.run.dataset, cfg.dataset, cfg.recipe, data, ckpt, live), cfg, gen)
