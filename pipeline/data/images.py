@@ -173,6 +173,10 @@ class UInt8ImageFolder(datasets.ImageFolder):
     def load(self, path: str) -> torch.Tensor | EncodedJpeg:
         transform = self.image_transform
         data = read_bytes(path)
+        if transform.mode == "resize":  # small datasets: PIL's resize, as torchvision's Resize did on PIL images,
+            with _pil(data) as img:     # so uint8 / 255 on the device equals the old ToTensor output bit for bit
+                size = (transform.size, transform.size)
+                return TF.pil_to_tensor(img.convert("RGB").resize(size, Image.BILINEAR))
         if not is_jpeg(data):
             return transform(decode_with_pil(data))
         # a train crop is drawn from the header's size before decoding: it decides how small to decode
