@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
-from benchmarks.common import REPO, default_params
-from pipeline.stage_table import jobs, output_paths, stage
+from benchmarks.common import default_params
 from pipeline.io import read_json
+from pipeline.stage_table import jobs, output_paths, stage
+from tests.project_copy import copy_project
 
 VENV_BIN = Path(sys.executable).parent
 REFERENCE_SIZE = 256  # the reference workload: REFERENCE_ITERS float32 matmuls of this size, one thread
@@ -85,27 +85,6 @@ def reference_seconds(samples: int = 3) -> float:
         return statistics.median(runs)
     finally:
         torch.set_num_threads(threads)
-
-
-def copy_project(dst: Path, params: dict[str, Any] | None = None, commit: bool = True) -> Path:
-    """The project's tracked layout (code, rules, params) in dst, as a git work tree (DVC needs one).
-
-    `params` replaces params.yaml; `commit` commits the copy (what the project's .gitignore ignores left out).
-    The tests' copies (tests/conftest.py) come from here too."""
-    names = ["dvc.yaml", "pyproject.toml", ".dvcignore", ".gitignore"] + (["params.yaml"] if params is None else [])
-    for name in names:
-        if (REPO / name).exists():
-            shutil.copy2(REPO / name, dst / name)
-    for name in ["pipeline", "workflow", ".dvc"]:
-        shutil.copytree(REPO / name, dst / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
-    if params is not None:
-        (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    git = ["git", "-c", "user.email=bench@localhost", "-c", "user.name=bench"]
-    subprocess.run(git + ["init", "-q"], cwd=dst, check=True, capture_output=True)
-    if commit:
-        for cmd in (["add", "-A"], ["commit", "-qm", "project copy"]):
-            subprocess.run(git + cmd, cwd=dst, check=True, capture_output=True)
-    return dst
 
 
 def run(cmd: list[str], cwd: Path, timeout: float = 900) -> tuple[str, float]:

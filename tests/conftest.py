@@ -30,9 +30,8 @@ def params() -> dict:
 
 def copy_project(dst: Path, params: dict | None = None, commit: bool = False) -> Path:
     """A copy of the project's tracked layout (code, rules, params), without data or results; git-initialised.
-
-    `params` replaces params.yaml; `commit` commits the copy (benchmarks.project.copy_project)."""
-    from benchmarks.project import copy_project as copy_layout
+    `params` replaces params.yaml; `commit` commits the copy."""
+    from tests.project_copy import copy_project as copy_layout
 
     return copy_layout(dst, params, commit)
 

@@ -129,6 +129,8 @@ def test_queued_sweep_runs_two_experiments_side_by_side(tmp_path: Path) -> None:
     assert survivors == [], f"queue processes still running after `dvc queue stop --kill`: {survivors}"
     assert most_running == 2, "the two experiments never ran at the same time"
 
+    table = run(["dvc", "exp", "show"], cwd=work).stdout  # the README's view
+    assert all(name in table for name in SWEEP)
     exps = experiments(json.loads(run(["dvc", "exp", "show", "--json"], cwd=work).stdout))
     assert set(exps) == set(SWEEP)
     results = {}

@@ -18,6 +18,7 @@ import soundfile as sf
 
 from pipeline.data import fetch, gsc, shd
 from pipeline.data.synth_shd import write_shd_file
+from tests.conftest import REPO, run
 
 MANUAL = ("imagefolder", "es_imagenet", "es_ucf101", "ucf101_frames")
 
@@ -256,3 +257,32 @@ def test_describe():
     assert "shd_train.h5" in text and "zenkelab.org" in text and text.endswith("python -m pipeline fetch_data shd")
     assert "fetch_data" not in fetch.describe("imagefolder") and "val/<wnid>/*.JPEG" in fetch.describe("imagefolder")
     assert "arr_0" in fetch.describe("es_ucf101") and "vallabel.txt" in fetch.describe("es_imagenet")
+
+
+def test_fetch_data_command_puts_a_presets_dataset_at_its_root(tmp_path, server, shd_files, monkeypatch, capsys):
+    """`python -m pipeline fetch_data shd --preset workflow/presets/paper-delays.yaml` (the README's command, here
+    with --mirror: no network): the root comes from the preset."""
+    from pipeline.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    code = main(["fetch_data", "shd", "--params", str(REPO / "params.yaml"),
+                 "--preset", str(REPO / "workflow/presets/paper-delays.yaml"), "--mirror", server.url, "--no-progress"])
+    assert code == 0 and sorted(p.name for p in (tmp_path / "data/raw/shd").glob("*.h5")) == ["shd_test.h5",
+                                                                                           "shd_train.h5"]
+    assert "shd: 2 file(s) in data/raw/shd" in capsys.readouterr().out
+
+
+def test_fetch_data_command_errors_are_one_line(tmp_path, server, shd_files):
+    """Real checksums against the tiny served files: a mismatch, one line, nothing at the root. A manual dataset
+    prints its steps. A dataset no preset defines says which preset would."""
+    base = ["python", "-m", "pipeline", "fetch_data", "--params", str(REPO / "params.yaml")]
+    presets = {"delays": str(REPO / "workflow/presets/paper-delays.yaml"),
+               "pretrain": str(REPO / "workflow/presets/paper-pretrain.yaml")}
+    proc = run([*base[:4], "shd", *base[4:], "--preset", presets["delays"], "--mirror", server.url, "--no-progress"],
+               cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "md5 mismatch" in proc.stderr
+    assert not (tmp_path / "data/raw/shd").exists()
+    proc = run([*base[:4], "es_imagenet", *base[4:], "--preset", presets["pretrain"]], cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "Tsinghua Cloud" in proc.stderr
+    proc = run([*base[:4], "shd", *base[4:]], cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "add --preset workflow/presets/<paper>.yaml" in proc.stderr

@@ -93,6 +93,14 @@ def test_the_command_lines_config_reaches_the_stages(project: Path) -> None:
     assert "delays_train" in _planned(project)  # back to params.yaml's value: rerun
 
 
+def test_the_report_shows_tables_and_plots(project: Path) -> None:
+    run(["snakemake", "--cores", "2"], cwd=project)
+    run(["snakemake", "--report", "results/report.html"], cwd=project)  # as the README types it
+    report = (project / "results/report.html").read_text()
+    assert "delays.html" in report and "pretrain_time_accuracy.png" in report
+    assert "results/report.html" not in run(["git", "status", "--porcelain"], cwd=project).stdout  # git-ignored
+
+
 def test_snakemakes_directory_markers_are_invisible_to_git_and_dvc(project: Path) -> None:
     """Snakemake leaves a .snakemake_timestamp in every directory output it writes: these must not
     show up as new files in git or as changed outputs in DVC (which hashes directories whole)."""
@@ -143,6 +151,29 @@ def test_dvc_repro_caches_and_reruns_only_what_a_param_touches(project: Path) ->
     assert "results/curves/finetune_snn/pipeU/val_acc.tsv" in plots["data"]
 
 
+def test_the_readmes_comparison_commands_across_commits(project: Path) -> None:
+    """An experiment with one parameter changed, then every command the README shows to compare two commits."""
+    _commit(project, "baseline results")
+    out = run(["dvc", "exp", "run", "-S", "delays.recipe.lr_positions=0.05"], cwd=project).stdout
+    assert set(re.findall(r"Running stage '([^']+)'", out)) == DELAY_JOBS | {"check_params", "report"}
+    shown = run(["dvc", "exp", "show", "--drop", ".*", "--keep",
+                 r"Experiment|Created|delays\.synth/learned_delay\.test_acc_mean|pretrain\.digits_events/pipeD\.(top1|time_ratio)"],
+                cwd=project).stdout
+    assert "test_acc_mean" in shown and "top1" in shown and "lr_positions" not in shown
+    _commit(project, "lr_positions 0.05")
+    assert "results/metrics.json" in run(["dvc", "metrics", "diff", "HEAD~1"], cwd=project).stdout
+    assert "delays.recipe.lr_positions" in run(["dvc", "params", "diff", "HEAD~1"], cwd=project).stdout
+    plots = run(["dvc", "plots", "diff", "HEAD~1"], cwd=project)
+    assert "dvc_plots/index.html" in plots.stdout + plots.stderr
+    compared = run(["python", "-m", "pipeline", "compare", "HEAD~1", "HEAD"], cwd=project).stdout
+    assert "learned" in compared
+
+
+def _commit(work: Path, message: str) -> None:
+    run(["git", "add", "-A"], cwd=work)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", message], cwd=work)
+
+
 def test_a_typo_key_stops_dvc_before_anything_is_deleted(project: Path) -> None:
     params = (project / "params.yaml").read_text()
     ckpt = project / "models/delays/synth/learned_delay/s0/best.pt"
@@ -155,6 +186,10 @@ def test_a_typo_key_stops_dvc_before_anything_is_deleted(project: Path) -> None:
         assert proc.returncode != 0 and ours == ["error: params.yaml: delays: unknown key(s) 'trian' (allowed: "
                                                  "datasets, variants, seeds, synth, recipe, sets)"]
         assert "Running stage 'delays_train" not in proc.stdout
+        assert ckpt.stat().st_mtime_ns == before
+        (project / "params.yaml").write_text(params.replace("device: auto", "device: auto\n\tthreads: 2", 1))
+        proc = run(["dvc", "repro"], cwd=project, check=False)  # a YAML error: DVC's own message, file, line, column
+        assert proc.returncode != 0 and "params.yaml" in proc.stderr and "line 2, column 1" in proc.stderr
         assert ckpt.stat().st_mtime_ns == before
     finally:
         (project / "params.yaml").write_text(params)

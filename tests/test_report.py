@@ -85,8 +85,8 @@ def reported(tmp_path, monkeypatch):
                 _write_delays_run(tmp_path, dataset, variant, seed)
     _pretrain_runs(tmp_path)
     monkeypatch.chdir(tmp_path)
-    call_stage("report", params, metrics=Path("results/metrics.json"), tables=Path("results/tables"),
-               plots=Path("results/plots"))
+    call_stage("report", params, metrics=Path("results/metrics.json"), curves=Path("results/curves"),
+               tables=Path("results/tables"), plots=Path("results/plots"))
     return tmp_path / "results"
 
 

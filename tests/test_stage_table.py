@@ -53,6 +53,12 @@ def test_agreement_holds_for_other_params(tmp_path: Path) -> None:
     assert sorted(j.cmd.split("--pipe ")[1].split()[0] for j in smk if j.name == "transfer") == ["pipeD", "pipeS"]
 
 
+def test_the_help_lists_every_stage_and_command() -> None:
+    out = run(["python", "-m", "pipeline", "--help"], cwd=REPO).stdout
+    assert all(f"  {st.name} " in out for st in STAGES)
+    assert all(f"  {name} " in out for name in ("compare", "apply_preset", "fetch_data", "dvc_yaml"))
+
+
 def test_code_dependencies_are_the_import_closure() -> None:
     """A function-level import counts; modules a stage never imports do not."""
     prepare = set(code_deps("pipeline.delays.data_stages"))
