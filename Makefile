@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: all venv run test lint bench clean-results
+.PHONY: all venv run test lint bench dag clean-results
 
 all: run
 
@@ -29,10 +29,14 @@ run: venv
 test: venv
 	python -m pytest -q
 
-# Benchmarks (docs/benchmarks.md): results/bench/*.json and a ratio table.
+# Benchmarks (docs/benchmarks.md, about 7 min on 2 cores): results/bench/*.json and a ratio table.
 # BENCH_ARGS="--quick" or "--only binning" narrows it.
 bench: venv
 	python -m benchmarks $(BENCH_ARGS)
 
 lint: venv
 	snakemake --lint
+
+# docs/dag.png, the stages as Snakemake sees them (needs Graphviz's dot: apt install graphviz).
+dag: venv
+	snakemake --rulegraph | python -c "import re,sys; d=sys.stdin.read(); n=re.search(r'(\d+)\[label = \"all\"', d).group(1); print('\n'.join(l for l in d.splitlines() if not re.search(rf'(^\s*{n}\[)|(-> {n}\b)', l)))" | dot -Tpng -Gdpi=80 -o docs/dag.png

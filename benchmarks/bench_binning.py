@@ -52,7 +52,7 @@ def bin_per_sample(
 
 def batch_per_sample(split: prepared.Split, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Split.batch written one sample at a time (slice, then pad)."""
-    samples = [torch.from_numpy(np.asarray(split.frames[split.offsets[i] : split.offsets[i + 1]])).float()
+    samples = [torch.from_numpy(np.array(split.frames[split.offsets[i] : split.offsets[i + 1]])).float()
                for i in idx.tolist()]
     return pad_sequence(samples), torch.from_numpy(split.labels[idx.numpy()])
 

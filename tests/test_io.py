@@ -25,3 +25,21 @@ def test_interrupted_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path) 
             raise RuntimeError("killed")
     assert target.read_text() == '{\n  "acc": 1.0\n}\n'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_outputs_follow_the_umask(tmp_path) -> None:
+    """Atomic writes must not keep mkstemp's private modes (0600 files, 0700 folders): colleagues on a shared
+    cluster read the outputs."""
+    import os
+
+    from pipeline.io import atomic_dir, write_text
+
+    old = os.umask(0o027)
+    try:
+        write_text(tmp_path / "file.txt", "x")
+        with atomic_dir(tmp_path / "folder") as tmp:
+            (tmp / "inner.txt").write_text("y")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "file.txt").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o750
