@@ -72,12 +72,12 @@ def processes_in(work: Path) -> list[int]:
 
 
 def experiments(show: list[dict]) -> dict[str, dict]:
-    """Experiment name -> its `data` (params, metrics) from `dvc exp show --json`."""
+    """Experiment name -> its entry (`rev`, `data`: params, metrics) from `dvc exp show --json`."""
     found: dict[str, dict] = {}
 
     def walk(node: dict) -> None:
         if node.get("name") in SWEEP and node.get("data"):
-            found[node["name"]] = node["data"]
+            found[node["name"]] = node
         for exp in node.get("experiments") or []:
             for rev in exp.get("revs") or []:
                 walk(rev)
@@ -134,9 +134,10 @@ def test_queued_sweep_runs_two_experiments_side_by_side(tmp_path: Path) -> None:
     exps = experiments(json.loads(run(["dvc", "exp", "show", "--json"], cwd=work).stdout))
     assert set(exps) == set(SWEEP)
     results = {}
-    for name, data in exps.items():
-        assert data["params"]["params.yaml"]["data"]["delays"]["recipe"]["lr_positions"] == SWEEP[name]
-        results[name] = data["metrics"][EVAL]["data"]
+    for name, exp in exps.items():
+        assert exp["data"]["params"]["params.yaml"]["data"]["delays"]["recipe"]["lr_positions"] == SWEEP[name]
+        # the evaluation JSON as the experiment committed it (only results/metrics.json is a DVC metrics file)
+        results[name] = json.loads(run(["git", "show", f"{exp['rev']}:{EVAL}"], cwd=work).stdout)
         assert {"test_acc", "test_loss", "valid_acc", "best_test_acc"} <= set(results[name])
     a, b = results.values()
     assert a["test_loss"] != b["test_loss"]  # the swept parameter changed the trained model
