@@ -2,7 +2,7 @@
 
 `params['nproc'] > 1` makes the CLI relaunch a training stage under torchrun
 (see pipeline/cli.py), so Snakemake and DVC keep running the same command.
-Each process then calls `setup()`: gloo on CPU, nccl on CUDA (one GPU per
+Each process then trains inside `run()`: gloo on CPU, nccl on CUDA (one GPU per
 local rank). The global batch size stays what params say: every global batch
 of the seeded permutation is split across ranks (pipeline/data/sampling.py), DDP
 averages the gradients, and evaluation sums counts over ranks. Only rank 0
@@ -10,8 +10,10 @@ writes outputs.
 """
 from __future__ import annotations
 
+import gc
 import os
-from typing import Sequence
+import traceback
+from typing import Callable, Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -30,13 +32,37 @@ def setup(device: torch.device) -> tuple[Dist, torch.device]:
         device = torch.device("cuda", d.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
+        # DDP imports torch._dynamo on first use, and that import takes lasting references to
+        # every process group alive at that moment: destroy_process_group could then never free
+        # ours. Imported first, it holds none.
+        import torch._dynamo  # noqa: F401
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return d, device
 
 
-def cleanup(d: Dist) -> None:
-    if d.enabled and dist.is_initialized():
-        dist.destroy_process_group()
+T = TypeVar("T")
+
+
+def run(body: Callable[[Dist, torch.device], T], device: torch.device) -> T:
+    """`body(dist, device)` inside the process group (when under torchrun), which is left cleanly.
+
+    The group is destroyed only after `body`'s objects are gone: a DDP module keeps the
+    group's gloo threads alive, and threads that outlive the interpreter make the process
+    abort at exit ("terminate called without an active exception", exit -6) after a
+    successful run. On an error the traceback's frames are cleared for the same reason.
+    """
+    d, device = setup(device)
+    if not d.enabled:
+        return body(d, device)
+    try:
+        return body(d, device)
+    except BaseException as err:
+        traceback.clear_frames(err.__traceback__)
+        raise
+    finally:
+        gc.collect()
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def wrap(model: nn.Module, d: Dist, device: torch.device) -> nn.Module:

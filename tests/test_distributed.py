@@ -69,3 +69,43 @@ def test_two_processes_train_the_pretrain_stage(tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stderr[-3000:]
         loss[n] = read_json(tmp_path / f"live{n}/history.json")[0]["train_loss"]
     assert (tmp_path / "ann2.pt").is_file() and loss[2] == pytest.approx(loss[1], rel=LOSS_RTOL)
+
+
+def _gloo_threads() -> list[str]:
+    tasks = Path("/proc/self/task")
+    return [n for n in ((t / "comm").read_text().strip() for t in tasks.iterdir()) if "gloo" in n]
+
+
+def _train_one_step_in_group(rank: int, port: int, out: Path) -> None:
+    import os
+
+    import torch
+    from torch import nn
+
+    from pipeline import distributed
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    model = nn.Linear(3, 2)  # outlives the group, as a caller's model does
+
+    def body(d, device) -> int:
+        net = distributed.wrap(model, d, device)
+        net(torch.ones(4, 3)).sum().backward()
+        return d.world
+
+    world = distributed.run(body, torch.device("cpu"))
+    (out / f"rank{rank}.txt").write_text(f"{world} {len(_gloo_threads())}")
+
+
+def test_the_process_group_is_gone_when_training_returns(tmp_path: Path) -> None:
+    """DDP keeps gloo's threads alive; left to the interpreter's exit they abort the process (exit -6) after a
+    successful run, now and then. `distributed.run` must end with none left, though the model lives on."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_train_one_step_in_group, args=(port, tmp_path), nprocs=2, start_method="spawn")
+    assert [(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)] == ["2 0", "2 0"]

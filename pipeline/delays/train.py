@@ -172,15 +172,23 @@ class DelaysTask:
 def fit_delays(splits: dict[str, Split], cfg: DelaysTrainConfig, *, variant: str, seed: int, ckpt_dir: Path,
                live_dir: Path, name: str, run_info: dict[str, Any], inputs: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Train one model; writes ckpt_dir/{init,best,last}.pt and the DVCLive dir; returns the summary."""
+    gen = seed_everything(seed)
+    return distributed.run(
+        lambda d, device: _fit_delays(splits, cfg, variant, seed, Path(ckpt_dir), Path(live_dir), name, run_info,
+                                      inputs, gen, d, device),
+        pick_device(cfg.runtime.device))
+
+
+def _fit_delays(splits: dict[str, Split], cfg: DelaysTrainConfig, variant: str, seed: int, ckpt_dir: Path,
+                live_dir: Path, name: str, run_info: dict[str, Any], inputs: tuple[Path, ...], gen: torch.Generator,
+                d: Dist, device: torch.device) -> dict[str, Any]:
     from pipeline.tracking import EpochLog
 
-    gen = seed_everything(seed)
-    d, device = distributed.setup(pick_device(cfg.runtime.device))
     torch.set_flush_denormal(True)  # narrow Gaussian kernels underflow to denormals, which slow CPU convolutions ~5x
     epochs = capped_epochs(cfg.net.epochs, cfg.max_epochs)
-    task = DelaysTask(splits, cfg, variant, epochs, device, d, gen, Path(ckpt_dir))
+    task = DelaysTask(splits, cfg, variant, epochs, device, d, gen, ckpt_dir)
     distributed.seed_rank(seed, d)  # after the model is built: same weights, own dropout masks per rank
-    Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
     config = {**run_info, "variant": variant, "seed": seed, "device": str(device), "net": to_dict(cfg.net),
               "recipe": to_dict(cfg.recipe), "epochs": epochs, "time_step_ms": task.time_step_ms,
               "kernel": task.model.kernel, "n_params": task.n_params, "n_classes": int(splits["train"].meta["n_classes"]),
@@ -200,5 +208,4 @@ def fit_delays(splits: dict[str, Split], cfg: DelaysTrainConfig, *, variant: str
     if log is not None:
         log.finish(summary)
     resumer.clear()
-    distributed.cleanup(d)
     return summary

@@ -17,6 +17,7 @@ from torch import nn
 from pipeline import distributed
 from pipeline.checks import check_classes, check_index, load_checkpoint
 from pipeline.config import PretrainDataset, Recipe, capped_epochs, to_dict
+from pipeline.data.sampling import Dist
 from pipeline.data.batching import check_unreadable
 from pipeline.io import write_json
 from pipeline.models.resnet_twins import count_parameters
@@ -51,7 +52,13 @@ def _train(model: nn.Module, model_cfg: dict[str, Any], run: Run, common: Pretra
            epoch_hook: Callable[[int], None] | None = None) -> None:
     """Train `model` as `run` says; write the checkpoint and the DVCLive directory."""
     recipe = dataclasses.replace(run.recipe, epochs=capped_epochs(run.recipe.epochs, common.max_epochs))
-    d, device = distributed.setup(pick_device(common.runtime.device))
+    distributed.run(lambda d, device: _train_in_group(model, model_cfg, run, common, gen, epoch_hook, recipe, d, device),
+                    pick_device(common.runtime.device))
+
+
+def _train_in_group(model: nn.Module, model_cfg: dict[str, Any], run: Run, common: PretrainTraining,
+                    gen: torch.Generator, epoch_hook: Callable[[int], None] | None, recipe: Recipe, d: Dist,
+                    device: torch.device) -> None:
     distributed.seed_rank(common.seed, d)  # the model was built (seeded) before
     train_loader, val_loader, skipped, n_samples = build_loaders(run.dataset, run.dataset_name, run.data,
                                                                  recipe.batch_size, gen, common.num_workers, d)
@@ -76,7 +83,6 @@ def _train(model: nn.Module, model_cfg: dict[str, Any], run: Run, common: Pretra
         log.finish({"best_val_acc": result.best["val_acc"], "best_epoch": result.best_epoch, "epochs": result.epochs,
                     "elapsed_s": result.elapsed_s, "skipped_files": len(files), "n_params": n_params})
     resumer.clear()
-    distributed.cleanup(d)
 
 
 STAGE_OF_ROLE = {"ann_pretrain": "pretrain_ann", "finetune": "finetune_snn", "scratch": "train_snn_scratch"}
