@@ -132,6 +132,21 @@ def test_bad_params_stop_snakemake_with_one_line(project: Path) -> None:
         (project / "params.yaml").write_text(params)
 
 
+def test_dvc_commit_adopts_a_snakemake_run(project: Path) -> None:
+    """After a Snakemake run with params.yaml as it is, the two commands of docs/pipeline.md record its outputs,
+    so DVC does not rerun every stage to learn what Snakemake already computed."""
+    run(["snakemake", "--cores", "2"], cwd=project)
+    assert "Data and pipelines are up to date" not in run(["dvc", "status"], cwd=project).stdout
+    ckpt = project / "models/delays/synth/learned_delay/s0/best.pt"
+    before = ckpt.read_bytes()
+    ran = run(["dvc", "repro", "check_params"], cwd=project).stdout  # DVC's own stage: Snakemake checks as it parses
+    assert set(re.findall(r"Running stage '([^']+)'", ran)) == {"check_params"}
+    run(["dvc", "commit", "-f"], cwd=project)
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], cwd=project).stdout
+    assert "Running stage" not in run(["dvc", "repro"], cwd=project).stdout
+    assert ckpt.read_bytes() == before  # Snakemake's checkpoint, now DVC's
+
+
 def test_dvc_repro_caches_and_reruns_only_what_a_param_touches(project: Path) -> None:
     run(["dvc", "repro"], cwd=project)
     out, seconds = _timed(["dvc", "repro"], project)
