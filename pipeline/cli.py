@@ -128,21 +128,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     fn = resolve(st.run if st is not None else COMMANDS[name])
     args = vars(build_parser(name, fn, st).parse_args(rest))
     params_path = args.pop("params")
-    from pipeline.config import ConfigError
-    from pipeline.params import ParamsError
-
-    from pipeline.logs import logging_to
     from pipeline.errors import Preempted
+    from pipeline.logs import logging_to
 
     with logging_to(args.pop("log", None)):
         try:
-            if st is None or "params_path" in inspect.signature(fn).parameters:
-                if "params_path" in inspect.signature(fn).parameters:
+            takes_params_path = "params_path" in inspect.signature(fn).parameters
+            if st is None or takes_params_path:
+                if takes_params_path:
                     args["params_path"] = params_path
                 fn(**args)
                 return 0
             return _run_stage(st, fn, params_path, args, argv)
-        except (ParamsError, ConfigError, ValueError, FileNotFoundError) as err:
+        except (ValueError, FileNotFoundError) as err:  # ParamsError, ConfigError and UnknownName among them
             if os.environ.get("PIPELINE_DEBUG"):
                 raise
             for line in str(err).strip().splitlines() or [type(err).__name__]:
@@ -159,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run_stage(st: Stage, fn: Callable[..., Any], params_path: Path, args: dict[str, Any], argv: list[str]) -> int:
     from pipeline.params import load_params
     from pipeline.runtime import set_threads, under_torchrun
-    from pipeline.stage_table import build_config
+    from pipeline.resolve import build_config
 
     params = load_params(params_path)
     cfg = build_config(st, params, {w: args[w] for w in st.wildcards})
@@ -176,7 +174,8 @@ def _run_stage(st: Stage, fn: Callable[..., Any], params_path: Path, args: dict[
         if nproc > 1:
             return _torchrun(nproc, argv)
     fn(cfg, **args)
-    del held  # the GPU locks go with the process anyway; kept referenced until the stage is done
+    if held is not None:
+        held.release()  # also done by the process's end; held until the stage is done
     return 0
 
 

@@ -121,9 +121,8 @@ def raise_problems(problems: list[str]) -> None:
         raise ParamsError("\n".join(problems))
 
 
-def load_params(path: str | Path = "params.yaml", validate_it: bool = True) -> dict[str, Any]:
+def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
     """A parameter file, checked against the schema and for undefined names (not for data roots)."""
     params = read_yaml(path)
-    if validate_it:
-        raise_problems(structure_problems(params, source=str(path)))
+    raise_problems(structure_problems(params, source=str(path)))
     return params

@@ -18,16 +18,17 @@ pretrain.pipelines[pipe].target); parameter keys use the same syntax.
 This module is data: both drivers read it directly, and what it says about a
 stage reaches that stage's command, inputs, outputs and params, which the
 drivers compare themselves. So it is not listed among any stage's code
-dependencies (editing one stage's entry must not rerun the others).
+dependencies (editing one stage's entry must not rerun the others). How a
+job's parameter values are resolved into its config is code, and lives in
+pipeline/resolve.py, which every stage depends on.
 """
 from __future__ import annotations
 
 import dataclasses
 import itertools
 import re
-import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 from pipeline.config import (
     AnnRecipe, AnnRun, BaselineRun, DelaysData, DelaysNet, DelaysRecipe, DigitsParams, EsConvertParams,
@@ -418,8 +419,6 @@ def expand(st: Stage, template: str, params: Mapping[str, Any], wildcards: Mappi
 
 def jobs(st: Stage, params: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Wildcard values of every job of the stage under `params` (one empty dict without fan-out)."""
-    if "snakemake" not in st.drivers and "dvc" not in st.drivers:
-        return []
     if isinstance(st.fanout, Each):
         source = lookup(params, st.fanout.source)
         return [{st.fanout.wildcard: k} for k in source]
@@ -435,15 +434,6 @@ def output_paths(st: Stage, name: str, params: Mapping[str, Any]) -> list[str]:
     return [expand(st, st.outputs[name].path, params, w) for w in jobs(st, params)]
 
 
-def iter_inputs(st: Stage, params: Mapping[str, Any], wildcards: Mapping[str, Any]) -> Iterator[tuple[str, list[str]]]:
-    """(input name, paths) of one job; a Gather gives every output of the stage it names."""
-    for name, inp in st.inputs.items():
-        if isinstance(inp, Gather):
-            yield name, output_paths(stage(inp.stage), inp.output, params)
-        else:
-            yield name, [expand(st, inp.path, params, wildcards)]
-
-
 def command(st: Stage, render: Callable[[str, str, str], str]) -> str:
     """`python -m pipeline <stage> --option value ...`, the same for both drivers: wildcards, then the
     inputs and outputs passed as arguments, then constant options. `render(kind, name, template)` gives a
@@ -455,78 +445,6 @@ def command(st: Stage, render: Callable[[str, str, str], str]) -> str:
     parts += [f"--{n} {v}" for n, v in st.args.items()]
     parts.append(f"--log {render('log', 'log', st.log)}")
     return " ".join(parts)
-
-
-def deep_merge(base: Any, override: Any) -> Any:
-    """Recursively merge mappings (override wins); lists and scalars are replaced.
-    Snakemake merges `--configfile` presets over params.yaml the same way."""
-    if isinstance(base, Mapping) and isinstance(override, Mapping):
-        merged = dict(base)
-        for key, value in override.items():
-            merged[key] = deep_merge(base[key], value) if key in base else value
-        return merged
-    return override
-
-
-class UnknownName(ValueError):
-    """A job names a dataset, run or pipeline its parameters do not define."""
-
-
-def _defined(params: Mapping[str, Any], path: str) -> str:
-    """What is defined at the deepest existing parent of `path`, for error messages."""
-    parent = path
-    while parent:
-        parent = parent.rpartition(".")[0]
-        node = lookup(params, parent, None) if parent else params
-        if isinstance(node, Mapping):
-            return f"{parent or '<top level>'} defines: {', '.join(map(str, node)) or 'nothing'}"
-    return ""
-
-
-def _lookup_key(st: Stage, params: Mapping[str, Any], template: str, wildcards: Mapping[str, Any]) -> Any:
-    try:
-        path = expand(st, template, params, wildcards)
-        return lookup(params, path)
-    except KeyError as err:
-        missing = str(err.args[0]) if err.args else template
-        raise UnknownName(f"{st.name}: {missing} is not defined ({_defined(params, missing)})") from None
-
-
-def check_wildcards(st: Stage, params: Mapping[str, Any], wildcards: Mapping[str, Any]) -> None:
-    """A fan-out over a mapping takes only names the mapping defines."""
-    if isinstance(st.fanout, Each):
-        name = wildcards[st.fanout.wildcard]
-        defined = lookup(params, st.fanout.source, {})
-        if name not in defined:
-            raise UnknownName(f"unknown {st.fanout.wildcard} '{name}' (defined under {st.fanout.source}: "
-                              f"{', '.join(defined) or 'nothing'})")
-
-
-def resolve_keys(st: Stage, params: Mapping[str, Any], wildcards: Mapping[str, Any]) -> dict[str, Any]:
-    """The raw value of every declared parameter of one job (overrides merged in), by config field."""
-    check_wildcards(st, params, wildcards)
-    values: dict[str, Any] = {}
-    for name, key, top in st.keys():
-        if top:
-            values[name] = {k: params[k] for k in top}
-            continue
-        value = _lookup_key(st, params, key.path, wildcards)
-        if key.override:
-            over = lookup(params, expand(st, key.override, params, wildcards), None)
-            if over is not None:
-                value = deep_merge(value, over)
-        values[name] = value
-    return values
-
-
-def build_config(st: Stage, params: Mapping[str, Any], wildcards: Mapping[str, Any]) -> Any:
-    """The stage's config instance for one job."""
-    from pipeline.config import build
-
-    values = resolve_keys(st, params, wildcards)
-    hints = typing.get_type_hints(st.config)
-    where = {name: expand(st, key.path, params, wildcards) or "<top level>" for name, key, _ in st.keys()}
-    return st.config(**{name: build(hints[name], value, where[name]) for name, value in values.items()})
 
 
 def dependency_keys(st: Stage) -> list[str]:

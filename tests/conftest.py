@@ -39,7 +39,8 @@ def copy_project(dst: Path, params: dict | None = None, commit: bool = False) ->
 def call_stage(name: str, params: dict, **args):
     """Run a pipeline stage in-process as the CLI would: its config built from `params` for the job's wildcards."""
     from pipeline.cli import resolve
-    from pipeline.stage_table import build_config, stage
+    from pipeline.resolve import build_config
+    from pipeline.stage_table import stage
 
     st = stage(name)
     return resolve(st.run)(build_config(st, params, {w: args[w] for w in st.wildcards}), **args)

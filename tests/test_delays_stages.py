@@ -3,18 +3,16 @@ built from such results: tests/test_report.py)."""
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from pipeline.config import DelaysNet
 from pipeline.data.prepared import load_split
 from pipeline.data.synth_shd import write_shd_file
 from pipeline.io import read_json
 from pipeline.params import ParamsError, load_params, raise_problems, structure_problems
-from pipeline.stage_table import deep_merge
+from pipeline.resolve import deep_merge
 from tests.conftest import REPO, call_stage
 from tests.tiny_data import write_tiny_gsc
 

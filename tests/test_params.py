@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from pipeline.params import ParamsError, load_params, load_schema, reference_problems, structure_problems
-from pipeline.stage_table import deep_merge
+from pipeline.resolve import deep_merge
 from tests.conftest import REPO, run
 
 

@@ -13,7 +13,8 @@ from pipeline.cli import resolve, stage_options
 from pipeline.codedeps import code_deps, import_closure
 from pipeline.drivers.dvc import render
 from pipeline.params import load_params
-from pipeline.stage_table import STAGES, build_config, jobs
+from pipeline.resolve import build_config
+from pipeline.stage_table import STAGES, jobs
 from tests.conftest import REPO, copy_project, run
 from tests.dag import compare_dags, dvc_stages, snakemake_jobs
 
@@ -86,7 +87,7 @@ def test_every_job_builds_its_config_from_the_default_params() -> None:
     for st in STAGES:
         for wildcards in jobs(st, params):
             cfg = build_config(st, params, wildcards)
-            assert dataclasses.is_dataclass(cfg)
+            assert [f.name for f in dataclasses.fields(cfg)] == [name for name, _, _ in st.keys()], st.name
 
 
 def test_a_stage_sees_only_its_declared_keys() -> None:

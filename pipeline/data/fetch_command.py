@@ -30,7 +30,7 @@ def fetch_data(dataset: str, *, params_path: Path = Path("params.yaml"), preset:
                mirror: str | None = None, progress: bool = True) -> None:
     """Download a dataset (SHD, SSC, GSC) into its configured root; print the manual steps for the others."""
     from pipeline.data.fetch import fetch
-    from pipeline.stage_table import deep_merge
+    from pipeline.resolve import deep_merge
 
     params = read_yaml(params_path)
     for path in preset:

@@ -19,8 +19,9 @@ import yaml
 from pipeline.codedeps import code_deps
 from pipeline.params import ParamsError, read_yaml
 from pipeline.preflight import run_problems
+from pipeline.resolve import deep_merge
 from pipeline.stage_table import (
-    STAGES, TEMPLATE, Gather, In, Stage, command, deep_merge, dependency_keys, expand, lookup, output_paths, stage,
+    STAGES, TEMPLATE, Gather, In, Stage, command, dependency_keys, expand, lookup, output_paths, stage,
 )
 
 RESOLVED_PARAMS = Path(".snakemake/pipeline/params.yaml")
