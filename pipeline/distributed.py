@@ -2,18 +2,21 @@
 
 `params['nproc'] > 1` makes the CLI relaunch a training stage under torchrun
 (see pipeline/cli.py), so Snakemake and DVC keep running the same command.
-Each process then trains inside `run()`: gloo on CPU, nccl on CUDA (one GPU per
-local rank). The global batch size stays what params say: every global batch
+Each process then trains in a function that calls `setup()` (gloo on CPU,
+nccl on CUDA, one GPU per local rank) and is decorated with
+`leaves_process_group`. The global batch size stays what params say: every global batch
 of the seeded permutation is split across ranks (pipeline/data/sampling.py), DDP
 averages the gradients, and evaluation sums counts over ranks. Only rank 0
 writes outputs.
 """
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import traceback
-from typing import Callable, Sequence, TypeVar
+import typing
+from typing import Any, Callable, Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -40,29 +43,31 @@ def setup(device: torch.device) -> tuple[Dist, torch.device]:
     return d, device
 
 
-T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def run(body: Callable[[Dist, torch.device], T], device: torch.device) -> T:
-    """`body(dist, device)` inside the process group (when under torchrun), which is left cleanly.
+def leaves_process_group(stage_fn: F) -> F:
+    """Decorates a training function that joins the group (`setup()`): once it has returned, destroy the group.
 
-    The group is destroyed only after `body`'s objects are gone: a DDP module keeps the
-    group's gloo threads alive, and threads that outlive the interpreter make the process
-    abort at exit ("terminate called without an active exception", exit -6) after a
-    successful run. On an error the traceback's frames are cleared for the same reason.
+    Only then: its objects (a DDP module holds the group) are gone with its frame; on an error
+    the traceback's frames are cleared first. Gloo threads that outlive the interpreter make
+    the process abort at exit ("terminate called without an active exception", exit -6)
+    after a successful run.
     """
-    d, device = setup(device)
-    if not d.enabled:
-        return body(d, device)
-    try:
-        return body(d, device)
-    except BaseException as err:
-        traceback.clear_frames(err.__traceback__)
-        raise
-    finally:
-        gc.collect()
-        if dist.is_initialized():
-            dist.destroy_process_group()
+
+    @functools.wraps(stage_fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return stage_fn(*args, **kwargs)
+        except BaseException as err:
+            traceback.clear_frames(err.__traceback__)
+            raise
+        finally:
+            if dist.is_initialized():
+                gc.collect()
+                dist.destroy_process_group()
+
+    return typing.cast(F, run)
 
 
 def wrap(model: nn.Module, d: Dist, device: torch.device) -> nn.Module:
@@ -71,10 +76,6 @@ def wrap(model: nn.Module, d: Dist, device: torch.device) -> nn.Module:
         return model
     ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def all_sum(values: Sequence[float], d: Dist, device: torch.device) -> list[float]:

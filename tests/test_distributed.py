@@ -88,18 +88,21 @@ def _train_one_step_in_group(rank: int, port: int, out: Path) -> None:
                       MASTER_PORT=str(port))
     model = nn.Linear(3, 2)  # outlives the group, as a caller's model does
 
-    def body(d, device) -> int:
+    @distributed.leaves_process_group
+    def stage() -> int:  # as a training stage does it
+        d, device = distributed.setup(torch.device("cpu"))
         net = distributed.wrap(model, d, device)
         net(torch.ones(4, 3)).sum().backward()
         return d.world
 
-    world = distributed.run(body, torch.device("cpu"))
+    world = stage()
     (out / f"rank{rank}.txt").write_text(f"{world} {len(_gloo_threads())}")
 
 
 def test_the_process_group_is_gone_when_training_returns(tmp_path: Path) -> None:
     """DDP keeps gloo's threads alive; left to the interpreter's exit they abort the process (exit -6) after a
-    successful run, now and then. `distributed.run` must end with none left, though the model lives on."""
+    successful run, now and then. A training function decorated with `leaves_process_group` must end with
+    none left, though the model lives on."""
     import socket
 
     import torch.multiprocessing as mp

@@ -26,7 +26,7 @@ from pipeline.precision import Precision
 from pipeline.resume import ResumeState, fingerprint
 from pipeline.runtime import pick_device, seed_everything
 from pipeline.stage_table import DelaysTrainConfig
-from pipeline.training import Context, Result, fit
+from pipeline.training import Context, EpochMetrics, Result, fit
 
 
 @torch.no_grad()
@@ -36,14 +36,13 @@ def evaluate_rounded(model: DelaySNN, split: Split, batch_size: int, device: tor
 
     With several processes each scores its share of the split and the counts are summed.
     """
-    sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss x samples, correct: one sync at the end
+    metrics = EpochMetrics(device)  # one sync at the end
     with model.rounded():
         for x, y in iterate_batches(split, batch_size, device=device, d=d):
             out = model(x)
-            sums[0] += loss_fn(out.float(), y).double() * len(y)
-            sums[1] += (class_scores(out).argmax(1) == y).sum()
+            metrics.update(loss_fn(out.float(), y), (class_scores(out).argmax(1) == y).sum(), len(y))
             reset(model)
-    loss_sum, correct = all_sum(sums.tolist(), d, device)
+    loss_sum, correct, _ = all_sum(metrics.compute(), d, device)
     n = max(len(split), 1)
     return 100.0 * correct / n, loss_sum / n
 
@@ -169,26 +168,19 @@ class DelaysTask:
                                                                optimizers=[o.state_dict() for o in self.optimizers]))
 
 
+@distributed.leaves_process_group
 def fit_delays(splits: dict[str, Split], cfg: DelaysTrainConfig, *, variant: str, seed: int, ckpt_dir: Path,
                live_dir: Path, name: str, run_info: dict[str, Any], inputs: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Train one model; writes ckpt_dir/{init,best,last}.pt and the DVCLive dir; returns the summary."""
-    gen = seed_everything(seed)
-    return distributed.run(
-        lambda d, device: _fit_delays(splits, cfg, variant, seed, Path(ckpt_dir), Path(live_dir), name, run_info,
-                                      inputs, gen, d, device),
-        pick_device(cfg.runtime.device))
-
-
-def _fit_delays(splits: dict[str, Split], cfg: DelaysTrainConfig, variant: str, seed: int, ckpt_dir: Path,
-                live_dir: Path, name: str, run_info: dict[str, Any], inputs: tuple[Path, ...], gen: torch.Generator,
-                d: Dist, device: torch.device) -> dict[str, Any]:
     from pipeline.tracking import EpochLog
 
+    gen = seed_everything(seed)
+    d, device = distributed.setup(pick_device(cfg.runtime.device))
     torch.set_flush_denormal(True)  # narrow Gaussian kernels underflow to denormals, which slow CPU convolutions ~5x
     epochs = capped_epochs(cfg.net.epochs, cfg.max_epochs)
-    task = DelaysTask(splits, cfg, variant, epochs, device, d, gen, ckpt_dir)
+    task = DelaysTask(splits, cfg, variant, epochs, device, d, gen, Path(ckpt_dir))
     distributed.seed_rank(seed, d)  # after the model is built: same weights, own dropout masks per rank
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
     config = {**run_info, "variant": variant, "seed": seed, "device": str(device), "net": to_dict(cfg.net),
               "recipe": to_dict(cfg.recipe), "epochs": epochs, "time_step_ms": task.time_step_ms,
               "kernel": task.model.kernel, "n_params": task.n_params, "n_classes": int(splits["train"].meta["n_classes"]),

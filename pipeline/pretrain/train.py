@@ -25,7 +25,7 @@ from pipeline.data.sampling import Dist
 from pipeline.distributed import all_sum
 from pipeline.io import save_torch
 from pipeline.precision import Precision
-from pipeline.training import Result
+from pipeline.training import EpochMetrics, Result
 
 
 def scaled_lr(lr: float, batch_size: int, reference_batch: int) -> float:
@@ -120,7 +120,7 @@ class PretrainTask:
     def end_epoch(self, epoch: int) -> dict[str, float]:
         self.scheduler.step()
         self.net.eval()
-        sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss x samples, correct, samples
+        metrics = EpochMetrics(self.device)
         for batch in self.val_loader:
             inputs = self._inputs(batch, self.val_spec)
             if inputs is None:
@@ -128,11 +128,10 @@ class PretrainTask:
             x, y = inputs
             with self.precision.autocast():
                 out = self.net(x)
-            sums += torch.stack([self.crit(out.float(), y).double() * len(y), (out.argmax(1) == y).sum().double(),
-                                 torch.tensor(float(len(y)), dtype=torch.float64, device=self.device)])
+            metrics.update(self.crit(out.float(), y), (out.argmax(1) == y).sum(), len(y))
             if self.is_snn:
                 functional.reset_net(self.net)
-        loss_sum, correct, seen = all_sum(sums.tolist(), self.d, self.device)
+        loss_sum, correct, seen = all_sum(metrics.compute(), self.d, self.device)
         if len(self.skipped) > self._reported:  # new unreadable files: say so (or stop, past the allowed share)
             check_unreadable(sorted(self.skipped), self.n_samples, self.max_skipped_fraction,
                              f"dataset '{self.dataset_name}'")

@@ -17,7 +17,6 @@ from torch import nn
 from pipeline import distributed
 from pipeline.checks import check_classes, check_index, load_checkpoint
 from pipeline.config import PretrainDataset, Recipe, capped_epochs, to_dict
-from pipeline.data.sampling import Dist
 from pipeline.data.batching import check_unreadable
 from pipeline.io import write_json
 from pipeline.models.resnet_twins import count_parameters
@@ -48,17 +47,12 @@ class Run:
     inputs: tuple[Path, ...] = ()
 
 
+@distributed.leaves_process_group
 def _train(model: nn.Module, model_cfg: dict[str, Any], run: Run, common: PretrainTraining, gen: torch.Generator,
            epoch_hook: Callable[[int], None] | None = None) -> None:
     """Train `model` as `run` says; write the checkpoint and the DVCLive directory."""
     recipe = dataclasses.replace(run.recipe, epochs=capped_epochs(run.recipe.epochs, common.max_epochs))
-    distributed.run(lambda d, device: _train_in_group(model, model_cfg, run, common, gen, epoch_hook, recipe, d, device),
-                    pick_device(common.runtime.device))
-
-
-def _train_in_group(model: nn.Module, model_cfg: dict[str, Any], run: Run, common: PretrainTraining,
-                    gen: torch.Generator, epoch_hook: Callable[[int], None] | None, recipe: Recipe, d: Dist,
-                    device: torch.device) -> None:
+    d, device = distributed.setup(pick_device(common.runtime.device))
     distributed.seed_rank(common.seed, d)  # the model was built (seeded) before
     train_loader, val_loader, skipped, n_samples = build_loaders(run.dataset, run.dataset_name, run.data,
                                                                  recipe.batch_size, gen, common.num_workers, d)
