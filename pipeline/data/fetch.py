@@ -237,9 +237,9 @@ def _read_marker(root: Path) -> dict:
 
 
 def _write_marker(root: Path, marker: dict) -> None:
-    tmp = root / f"{MARKER}.tmp"
-    tmp.write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, root / MARKER)
+    from pipeline.io import write_text  # imported here: pipeline.io loads torch, which preflight need not
+
+    write_text(root / MARKER, json.dumps(marker, indent=1, sort_keys=True) + "\n")
 
 
 def _read_checksum_list(url: str) -> dict[str, str]:
@@ -307,8 +307,10 @@ def _unpack(archive: Path, remote: Remote, root: Path, staging: Path) -> list[st
                 shutil.copyfileobj(src, dst, CHUNK)
         else:
             with tarfile.open(archive) as tar:
+                from pipeline.io import umask
+
                 try:
-                    tar.extractall(tmp, filter=functools.partial(_safe_member, umask=_umask()))
+                    tar.extractall(tmp, filter=functools.partial(_safe_member, umask=umask()))
                 except tarfile.FilterError as err:
                     raise ValueError(f"{remote.name}: unsafe archive member refused ({err})") from err
         names = sorted(p.name for p in tmp.iterdir())
@@ -330,9 +332,3 @@ def _safe_member(member: tarfile.TarInfo, dest: str, umask: int) -> tarfile.TarI
         raise tarfile.AbsolutePathError(member)
     member = tarfile.data_filter(member, dest)
     return member if member.mode is None else member.replace(mode=member.mode & ~umask, deep=False)
-
-
-def _umask() -> int:
-    mask = os.umask(0)  # the only way to read it is to set it
-    os.umask(mask)
-    return mask

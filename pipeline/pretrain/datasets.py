@@ -30,14 +30,14 @@ def in_channels(ds: PretrainDataset) -> int:
     return 2 if ds.format in EVENT_FORMATS else 3
 
 
-def open_split(ds: PretrainDataset, root: Path, split: str) -> Dataset:
-    """The split of a dataset read from `root` in the dataset's format."""
+def open_split(ds: PretrainDataset, root: Path, split: str, gpu_decode: bool = False) -> Dataset:
+    """The split of a dataset read from `root` in the dataset's format. `gpu_decode`: ImageFolder
+    JPEGs are left encoded for the GPU to decode when CUDA is present (training; the index must
+    decode every file itself to find damaged ones)."""
     if ds.format == "imagefolder":
         from pipeline.data.images import imagefolder_split
 
-        # JPEGs decoded on the GPU when there is one (a cached dataset needs decoded items)
-        return imagefolder_split(root, split, ds.image_size, ds.augment, ds.normalize,
-                                 gpu_decode=torch.cuda.is_available() and not ds.in_memory)
+        return imagefolder_split(root, split, ds.image_size, ds.augment, ds.normalize, gpu_decode=gpu_decode)
     if ds.format == "es_imagenet":
         from pipeline.data.es_imagenet import ESImageNet, Geometry
 
@@ -76,7 +76,7 @@ def build_loaders(ds: PretrainDataset, name: str, data: Path, batch_size: int, g
         raise FileNotFoundError(f"{root}: data root of dataset '{name}' not found")
     loaders, skipped, total = [], [], 0
     for split in SPLITS:
-        dataset = open_split(ds, root, split)
+        dataset = open_split(ds, root, split, gpu_decode=not ds.in_memory)  # a cached dataset needs decoded items
         check_split(dataset, f"{root}: split '{split}' of dataset '{name}'", ds.num_classes)
         total += len(dataset)
         if ds.in_memory:  # samples cached as the loaders store them (uint8, packed bits): the loop converts

@@ -58,6 +58,7 @@ def index(cfg: IndexConfig, *, dataset: str, out: Path) -> None:
         check_split(data, f"{root}: split '{split}' of {dataset}", ds.num_classes)
         splits[split] = len(data)
         classes[split] = [str(c) for c in data.classes] if hasattr(data, "classes") else None
+        _opened[(str(root), split)] = data  # the probes use it (forked workers inherit it) instead of reopening
         unreadable[split] = unreadable_samples(ds, root, split, len(data))
     if classes["train"] != classes["val"]:
         # ImageFolder numbers class folders per split: different folders would silently swap labels
