@@ -17,7 +17,6 @@ changing them, so training resumes from the exact continuous state.
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Any, Iterator
 
 import numpy as np

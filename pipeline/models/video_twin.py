@@ -74,7 +74,6 @@ class VideoTwin(Twin):
     def __init__(self, cfg: TwinConfig, decoder_hidden: int) -> None:
         super().__init__()
         self.cfg = cfg
-        self.decoder_hidden = decoder_hidden
         self.encoder = ResNetTwin(cfg)
         features = self.encoder.fc.in_features
         self.encoder.fc = nn.Identity()  # the decoder's output is classified, not the encoder's

@@ -15,13 +15,19 @@ from pipeline.models.resnet_twins import ResNetTwin, TwinConfig
 from pipeline.pretrain.datasets import VIDEO_FORMATS, in_channels
 
 
+def dataset_and_neuron_fields(snn: SnnParams, dataset: PretrainDataset) -> dict[str, Any]:
+    """The twin config's fields set by the dataset (inputs, classes) and the SNN block (neurons): what a
+    transferred SNN takes from its target rather than from the ANN."""
+    return {"in_channels": in_channels(dataset), "num_classes": dataset.num_classes, "time_steps": snn.time_steps,
+            "decay": snn.decay, "threshold": snn.threshold, "neuron": snn.neuron,
+            "learnable_decay": snn.learnable_decay}
+
+
 def model_config(kind: str, model: ModelParams, snn: SnnParams, dataset: PretrainDataset,
                  sharpen_epochs: int = 1) -> dict[str, Any]:
     """The config of a twin of `kind` (ann, snn) for `dataset`."""
     twin = TwinConfig(kind=kind, arch=model.arch, width=model.width, stem=model.stem,
-                      in_channels=in_channels(dataset), num_classes=dataset.num_classes,
-                      time_steps=snn.time_steps, decay=snn.decay, threshold=snn.threshold,
-                      neuron=snn.neuron, learnable_decay=snn.learnable_decay, sharpen_epochs=sharpen_epochs)
+                      **dataset_and_neuron_fields(snn, dataset), sharpen_epochs=sharpen_epochs)
     return {**twin.to_dict(), "decoder_hidden": model.decoder_hidden if dataset.format in VIDEO_FORMATS else None}
 
 

@@ -13,11 +13,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from pipeline.io import atomic_path  # noqa: E402
+from pipeline.pretrain.table import first_reached, runs_by_role  # noqa: E402
 
 
 def _first_reach(history: list[dict], target: float, offset: float) -> tuple[float, float] | None:
     """(time, accuracy) of the first epoch at or above `target`, None if never."""
-    return next(((offset + r["elapsed_s"], r["val_acc"]) for r in history if r["val_acc"] >= target - 1e-9), None)
+    row = first_reached(history, target)
+    return None if row is None else (offset + row["elapsed_s"], row["val_acc"])
 
 
 def _panel(ax: plt.Axes, name: str, ft: dict, ann: dict | None, base: dict | None) -> None:
@@ -51,9 +53,7 @@ def _panel(ax: plt.Axes, name: str, ft: dict, ann: dict | None, base: dict | Non
 def plot_time_accuracy(runs: list[dict], out_png: Path) -> None:
     """One panel per pipeline: its validation accuracy against cumulative time (ANN pretraining shaded),
     beside its scratch baseline's."""
-    by_role: dict[str, dict[str, dict]] = {"ann_pretrain": {}, "finetune": {}, "scratch": {}}
-    for run in runs:
-        by_role[run["config"]["role"]][run["config"]["run"]] = run
+    by_role = runs_by_role(runs)
     finetunes = sorted(by_role["finetune"].items())
     n = max(1, len(finetunes))
     fig, axes = plt.subplots(1, n, figsize=(5 * n, 4), squeeze=False)

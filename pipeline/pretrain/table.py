@@ -34,12 +34,23 @@ PAPER_RATIO = {"ImageNet-1K": "1/10 (journal 1/8)", "ES-ImageNet": "2/5 (journal
 DASH = "—"
 
 
+def first_reached(history: list[dict[str, Any]], target: float) -> dict[str, Any] | None:
+    """The first epoch's row with val_acc >= target; None if never."""
+    return next((row for row in history if row["val_acc"] >= target - 1e-9), None)
+
+
 def time_to_reach(history: list[dict[str, Any]], target: float, offset: float = 0.0) -> float:
     """Cumulative seconds (plus `offset`) at the first epoch with val_acc >= target; NaN if never."""
-    for row in history:
-        if row["val_acc"] >= target - 1e-9:
-            return offset + row["elapsed_s"]
-    return math.nan
+    row = first_reached(history, target)
+    return math.nan if row is None else offset + row["elapsed_s"]
+
+
+def runs_by_role(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """{role: {run name: run}} for the three roles of paper A's runs."""
+    by_role: dict[str, dict[str, dict[str, Any]]] = {"ann_pretrain": {}, "finetune": {}, "scratch": {}}
+    for run in runs:
+        by_role[run["config"]["role"]][run["config"]["run"]] = run
+    return by_role
 
 
 def _neuron(snn: dict[str, Any]) -> str:
@@ -57,9 +68,7 @@ def _describe(run: dict[str, Any]) -> dict[str, Any]:
 
 def build_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows of the table from the runs' DVCLive directories (config, metrics, history per run)."""
-    by_role: dict[str, dict[str, dict[str, Any]]] = {"ann_pretrain": {}, "finetune": {}, "scratch": {}}
-    for run in runs:
-        by_role[run["config"]["role"]][run["config"]["run"]] = run
+    by_role = runs_by_role(runs)
     rows: list[dict[str, Any]] = []
     for name, sc in sorted(by_role["scratch"].items()):
         best = sc["metrics"]["best_val_acc"]

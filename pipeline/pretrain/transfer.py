@@ -86,8 +86,7 @@ def transfer_state(ann_state: dict[str, torch.Tensor], snn: nn.Module, stem: str
 
 def transfer(cfg: TransferConfig, *, pipe: str, ann: Path, out: Path, report: Path) -> None:
     """Build the SNN for the pipeline's target dataset and load the pretrained ANN into it name for name."""
-    from pipeline.pretrain.datasets import in_channels
-    from pipeline.pretrain.models import build_model
+    from pipeline.pretrain.models import build_model, dataset_and_neuron_fields
     from pipeline.runtime import seed_everything
 
     seed_everything(cfg.seed)
@@ -96,9 +95,7 @@ def transfer(cfg: TransferConfig, *, pipe: str, ann: Path, out: Path, report: Pa
         raise ValueError(f"{ann}: checkpoint of ANN run '{state.get('run')}', pipeline {pipe} expects "
                          f"'{cfg.pipeline.ann}'")
     # the topology comes from the ANN so that the names match; inputs, classes and neurons from the target
-    snn_cfg = {**state["model_config"], "kind": "snn", "in_channels": in_channels(cfg.target),
-               "num_classes": cfg.target.num_classes, "time_steps": cfg.snn.time_steps, "decay": cfg.snn.decay,
-               "threshold": cfg.snn.threshold, "neuron": cfg.snn.neuron, "learnable_decay": cfg.snn.learnable_decay}
+    snn_cfg = {**state["model_config"], "kind": "snn", **dataset_and_neuron_fields(cfg.snn, cfg.target)}
     snn = build_model(snn_cfg)
     rep = transfer_state(state["model"], snn, cfg.pipeline.stem)
     rep.update({"pipeline": pipe, "ann_run": cfg.pipeline.ann, "source_dataset": state["dataset"],
