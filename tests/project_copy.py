@@ -24,9 +24,14 @@ def copy_project(dst: Path, params: dict[str, Any] | None = None, commit: bool =
         shutil.copytree(REPO / name, dst / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
     if params is not None:
         (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    git = ["git", "-c", "user.email=bench@localhost", "-c", "user.name=bench"]
-    subprocess.run(git + ["init", "-q"], cwd=dst, check=True, capture_output=True)
+    subprocess.run(["git", "init", "-q"], cwd=dst, check=True, capture_output=True)
     if commit:
-        for cmd in (["add", "-A"], ["commit", "-qm", "project copy"]):
-            subprocess.run(git + cmd, cwd=dst, check=True, capture_output=True)
+        commit_all(dst, "project copy")
     return dst
+
+
+def commit_all(work: Path, message: str) -> None:
+    """`git add -A` and commit, with an identity for machines without a git config."""
+    git = ["git", "-c", "user.email=bench@localhost", "-c", "user.name=bench"]
+    for cmd in (["add", "-A"], ["commit", "-qm", message]):
+        subprocess.run(git + cmd, cwd=work, check=True, capture_output=True)

@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.report.diff import CHANGED, NOISE, TIMING, diff_tables
 from tests.conftest import REPO, run
+from tests.project_copy import commit_all
 
 
 def _table(rows: list[dict]) -> pd.DataFrame:
@@ -26,8 +27,7 @@ def _write(results: Path, rows: list[dict], name: str = "delays") -> None:
 
 def _commit_table(repo: Path, rows: list[dict], message: str) -> None:
     _write(repo / "results", rows)
-    run(["git", "add", "-A"], cwd=repo)
-    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", message], cwd=repo)
+    commit_all(repo, message)
 
 
 def _compare(*args: str, check: bool = True):

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, VENV_BIN, copy_project, run
+from tests.project_copy import commit_all
 from tests.test_pipeline_e2e import tiny
 
 pytestmark = pytest.mark.e2e
@@ -30,11 +31,6 @@ EVAL = "results/delays/eval/synth/learned_delay/s0.json"
 QUEUE_TIMEOUT_S = 600
 # the workers commit each experiment: an identity for machines without a git config
 GIT_ID = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-
-
-def _commit(work: Path, message: str) -> None:
-    run(["git", "add", "-A"], cwd=work)
-    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", message], cwd=work)
 
 
 def start_workers(work: Path, jobs: int) -> None:
@@ -93,7 +89,7 @@ def test_queued_sweep_runs_two_experiments_side_by_side(tmp_path: Path) -> None:
     params["delays"]["variants"] = ["learned_delay"]  # lr_positions trains delay positions: only this variant has them
     work = copy_project(tmp_path, params, commit=True).resolve()
     run(["dvc", "repro", "delays_evaluate"], cwd=work)
-    _commit(work, "baseline")  # queued experiments start from HEAD
+    commit_all(work, "baseline")  # queued experiments start from HEAD
     t_repro = time.perf_counter() - t0
 
     for name, value in SWEEP.items():

@@ -17,8 +17,8 @@ import pytest
 import soundfile as sf
 
 from pipeline.data import fetch, gsc, shd
-from pipeline.data.synth_shd import write_shd_file
 from tests.conftest import REPO, run
+from tests.tiny_data import write_h5
 
 MANUAL = ("imagefolder", "es_imagenet", "es_ucf101", "ucf101_frames")
 
@@ -83,8 +83,7 @@ def tiny_h5(path: Path, seed: int) -> bytes:
     rng = np.random.default_rng(seed)
     times = [np.sort(rng.uniform(0, 1, n)).astype(np.float32) for n in (5, 0, 12)]
     units = [rng.integers(0, 700, len(t)).astype(np.uint16) for t in times]
-    write_shd_file(path, times, units, np.array([3, 0, 19], np.uint8), np.zeros(3, np.uint16), ["a", "b"], {"note": "test"})
-    return path.read_bytes()
+    return write_h5(path, times, units, [3, 0, 19]).read_bytes()
 
 
 @pytest.fixture

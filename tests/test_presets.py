@@ -1,9 +1,10 @@
 """The papers' presets through both drivers, on tiny files in every real format at the presets' roots.
 
-The README's preset commands run here as typed, plus `--config max_epochs=1` (one epoch per training
-stage, itself a documented option) and one more preset, TEST_SIZES, that shrinks input resolutions so
-that the papers' real architectures (ResNet-18/34, the 3 x 512 delay networks) train on a CPU in
-seconds. The trained models must have the presets' architectures: their parameter counts.
+The README's preset commands run here with two changes: both papers' presets at once, and one more
+preset, TEST_SIZES, which sets `max_epochs: 1` (what the README passes as `--config max_epochs=1`),
+one seed, and input resolutions small enough for the papers' real architectures (ResNet-18/34, the
+3 x 512 delay networks) to train on a CPU in seconds. The slurm command runs as a dry run. The trained
+models must have the presets' architectures: their parameter counts.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 import yaml
 
 from pipeline.io import read_json
-from tests.conftest import REPO, copy_project, run
+from tests.conftest import copy_project, run
 from tests.tiny_data import write_random_h5, write_tiny_gsc
 from tests.tiny_images import write_es_imagenet, write_es_ucf101, write_imagenet, write_ucf101_frames
 

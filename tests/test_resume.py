@@ -8,7 +8,6 @@ $PIPELINE_KILL_AFTER_BATCHES (pipeline/resume.py).
 from __future__ import annotations
 
 import copy
-import json
 import os
 import re
 import signal

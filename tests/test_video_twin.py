@@ -7,6 +7,7 @@ from torch.nn import functional as F
 from pipeline.models.resnet_twins import TwinConfig
 from pipeline.models.spiking import sharpen_bounds
 from pipeline.models.video_twin import RecurrentDecoder, VideoTwin
+from pipeline.pretrain.transfer import transfer_state
 
 STEM = "encoder.conv1.weight"
 
@@ -109,9 +110,8 @@ def test_ann_weights_transfer_to_the_snn_except_the_first_conv():
     ann = _twin("ann").train()
     ann(torch.rand(2, 3, 4, 8, 10))  # non-default BN running statistics, so copying them is visible
     snn = _twin("snn")
-    state = {k: v for k, v in ann.state_dict().items() if k != STEM}
-    state[STEM] = snn.state_dict()[STEM]
-    snn.load_state_dict(state, strict=True)
+    rep = transfer_state(ann.state_dict(), snn, stem="reinit")  # the RGB stem cannot take 2 polarities
+    assert rep["new"] == [STEM] and not rep["adapted"] and rep["n_copied"] == len(ann.state_dict()) - 1
     for k, v in ann.state_dict().items():
         if k != STEM:
             assert torch.equal(snn.state_dict()[k], v), k
