@@ -65,6 +65,8 @@ def _describe(err: jsonschema.ValidationError) -> str:
         return msg
     if err.validator == "enum":
         return f"{_key(err.absolute_path)}: {err.instance!r} is not allowed (allowed: {', '.join(map(str, schema['enum']))})"
+    if err.validator == "pattern" and "name" in str(schema.get("description", "")):
+        return f"{_key(err.absolute_path)}: name {err.instance!r} is not allowed ({schema['description']})"
     if err.validator == "not":
         return f"{_key(err.absolute_path)}: not allowed here"
     message = err.message if len(err.message) < 160 else err.message[:157] + "..."

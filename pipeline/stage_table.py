@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
+import shlex
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -437,12 +438,13 @@ def output_paths(st: Stage, name: str, params: Mapping[str, Any]) -> list[str]:
 def command(st: Stage, render: Callable[[str, str, str], str]) -> str:
     """`python -m pipeline <stage> --option value ...`, the same for both drivers: wildcards, then the
     inputs and outputs passed as arguments, then constant options. `render(kind, name, template)` gives a
-    driver's spelling of each value (kind: wildcard, input, output, log)."""
+    driver's spelling of each value (kind: wildcard, input, output, log), which must quote it for the shell:
+    names are checked against a safe pattern first, and quoting keeps a path with spaces one argument."""
     parts = ["python -m pipeline", st.name]
     parts += [f"--{w} {render('wildcard', w, '{' + w + '}')}" for w in st.wildcards]
     parts += [f"--{n} {render('input', n, i.path)}" for n, i in st.inputs.items() if isinstance(i, In) and i.arg]
     parts += [f"--{n} {render('output', n, o.path)}" for n, o in st.outputs.items() if o.arg]
-    parts += [f"--{n} {v}" for n, v in st.args.items()]
+    parts += [f"--{n} {shlex.quote(v)}" for n, v in st.args.items()]
     parts.append(f"--log {render('log', 'log', st.log)}")
     return " ".join(parts)
 

@@ -53,7 +53,10 @@ def stage_entry(st: Stage) -> dict[str, Any]:
         if path not in deps:
             deps.append(path)
     deps += code_deps(st.module)
-    body: dict[str, Any] = {"cmd": command(st, lambda kind, name, template: dvc_template(st, template)), "deps": deps}
+    # DVC pastes values into a shell command unquoted: single quotes keep each one a single word (the schema
+    # refuses names holding quotes, and check_params runs before any stage).
+    cmd = command(st, lambda kind, name, template: "'" + dvc_template(st, template) + "'")
+    body: dict[str, Any] = {"cmd": cmd, "deps": deps}
     keys = [dvc_template(st, k) for k in dependency_keys(st)]
     if keys:
         body["params"] = keys

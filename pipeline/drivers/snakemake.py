@@ -17,13 +17,15 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from pipeline.codedeps import code_deps
-from pipeline.params import ParamsError, read_yaml
+from pipeline.params import ParamsError, load_schema, read_yaml
 from pipeline.preflight import run_problems
 from pipeline.resolve import deep_merge
 from pipeline.stage_table import (
     STAGES, TEMPLATE, Gather, In, Stage, command, dependency_keys, expand, lookup, output_paths, stage,
 )
 
+# The schema's `name` pattern, unanchored (Snakemake anchors wildcard constraints itself).
+NAME_PATTERN = load_schema()["$defs"]["name"]["pattern"].strip("^$")
 RESOLVED_PARAMS = Path(".snakemake/pipeline/params.yaml")
 SNAKEMAKE_OPTIONS = f"--params {RESOLVED_PARAMS} --progress lines"  # the only difference from DVC's commands
 
@@ -64,6 +66,7 @@ class RuleSpec:
     resources: dict[str, Any] = field(default_factory=dict)
     log: str = ""
     shell: str = ""
+    wildcard_constraints: dict[str, str] = field(default_factory=dict)
 
 
 def _input(st: Stage, inp: In | Gather, config: Mapping[str, Any]) -> Any:
@@ -94,10 +97,13 @@ def rule_spec(st: Stage, config: Mapping[str, Any], directory: Callable, report:
         spec.resources["gpu"] = int(config["nproc"]) if st.gpus else 1
     spec.resources.update(_cluster_resources(st, config))
     spec.log = st.log
+    # A target path can only name a job whose wildcards are valid names (seeds: digits).
+    spec.wildcard_constraints = {w: (r"\d+" if w == "seed" else NAME_PATTERN) for w in st.wildcards}
 
     def render(kind: str, name: str, template: str) -> str:
-        return {"wildcard": f"{{wildcards.{name}}}", "input": f"{{input.{name}}}", "output": f"{{output.{name}}}",
-                "log": "{log}"}[kind]
+        # `:q` makes Snakemake shell-quote each value when it formats the command.
+        return {"wildcard": f"{{wildcards.{name}:q}}", "input": f"{{input.{name}:q}}",
+                "output": f"{{output.{name}:q}}", "log": "{log:q}"}[kind]
 
     # Several jobs share the console: plain progress lines, not live bars.
     spec.shell = command(st, render).replace("python -m pipeline ", f"python -m pipeline {SNAKEMAKE_OPTIONS} ", 1)

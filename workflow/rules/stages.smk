@@ -18,6 +18,8 @@ def define(st):
             **spec.params,
         resources:
             **spec.resources,
+        wildcard_constraints:
+            **spec.wildcard_constraints,
         log:
             spec.log,
         shell:
