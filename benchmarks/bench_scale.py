@@ -138,7 +138,7 @@ def write_gsc_set(root: Path, n_files: int, seed: int = 0) -> int:
 
 
 def data_config(fmt: str, root: Path) -> Any:
-    from pipeline.config import DelaysData
+    from pipeline.params.configs import DelaysData
 
     channels = {"n_channels": 140, "pool": 1} if fmt == "gsc" else {"n_channels": 700, "pool": 5}
     return DelaysData(format=fmt, root=str(root), valid_fraction=0.1, valid_seed=0, time_step_ms=10.0, **channels)
@@ -223,7 +223,7 @@ def _cpu_s() -> float:
 def job_prepare(impl: str, fmt: str, root: str, out: str) -> dict[str, Any]:
     from benchmarks import legacy_prepare
     from pipeline.delays.data_stages import prepare
-    from pipeline.stage_table import DelaysPrepareConfig
+    from pipeline.drivers.stage_table import DelaysPrepareConfig
 
     cfg = data_config(fmt, Path(root))
     wall, cpu = time.perf_counter(), _cpu_s()

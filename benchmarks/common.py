@@ -21,7 +21,7 @@ RESULTS = REPO / "results" / "bench"
 
 def default_params() -> dict[str, Any]:
     """The project's params.yaml, validated: benchmarks run the default settings."""
-    from pipeline.params import load_params
+    from pipeline.params.load import load_params
 
     return load_params(REPO / "params.yaml")
 

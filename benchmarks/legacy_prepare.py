@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.config import DelaysData
+from pipeline.params.configs import DelaysData
 from pipeline.data import gsc, shd
 from pipeline.data.prepared import holdout
 from pipeline.io import atomic_dir, load_torch, save_torch

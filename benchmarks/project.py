@@ -33,7 +33,8 @@ import torch
 
 from benchmarks.common import default_params
 from pipeline.io import read_json
-from pipeline.stage_table import jobs, output_paths, stage
+from pipeline.drivers.stage_table import stage
+from pipeline.drivers.stage_spec import jobs, output_paths
 from tests.project_copy import copy_project
 
 VENV_BIN = Path(sys.executable).parent

@@ -1,1 +1,1 @@
-"""SNN reproduction pipeline: `python -m pipeline <stage>` runs one stage (see pipeline/cli.py)."""
+"""SNN reproduction pipeline: `python -m pipeline <stage>` runs one stage (see pipeline/drivers/cli.py)."""

@@ -1,6 +1,6 @@
 """Checks of a stage's inputs, run before the stage writes anything.
 
-Each failure is one line naming the file and what was expected (pipeline/cli.py
+Each failure is one line naming the file and what was expected (pipeline/drivers/cli.py
 prints it as `error: ...`), so bad input never leaves a half-written output:
 - checkpoints: a stage names the kind it needs; a file of another kind (the
   other paper's model, another stage's output, a resume state, not a torch
@@ -24,13 +24,14 @@ def _role(role: str, *keys: str) -> Callable[[dict], bool]:
     return lambda c: c.get("role") == role and all(k in c for k in keys)
 
 
-# kind -> (description, test on the loaded dict); also used to say what a wrong file is
+# kind (the stage that writes it) -> (description, test on the loaded dict); also says what a wrong file is
 CHECKPOINT_KINDS: dict[str, tuple[str, Callable[[dict], bool]]] = {
-    "delay_model": ("a paper-B delay-model checkpoint (delays_train)", _delay_model),
-    "ann": ("an ANN pretraining checkpoint (pretrain_ann)", _role("ann_pretrain", "model", "model_config")),
+    "delays_train": ("a paper-B delay-model checkpoint (delays_train)", _delay_model),
+    "pretrain_ann": ("an ANN pretraining checkpoint (pretrain_ann)", _role("pretrain_ann", "model", "model_config")),
     "transfer": ("a transfer output (transfer)", _role("transfer", "model", "model_config", "transfer", "pipeline")),
-    "finetune": ("a fine-tuned SNN checkpoint (finetune_snn)", _role("finetune", "model", "model_config")),
-    "scratch": ("a scratch SNN checkpoint (train_snn_scratch)", _role("scratch", "model", "model_config")),
+    "finetune_snn": ("a fine-tuned SNN checkpoint (finetune_snn)", _role("finetune_snn", "model", "model_config")),
+    "train_snn_scratch": ("a scratch SNN checkpoint (train_snn_scratch)",
+                          _role("train_snn_scratch", "model", "model_config")),
     "resume_state": ("a training resume state", lambda c: "fingerprint" in c),
 }
 

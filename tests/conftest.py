@@ -38,9 +38,9 @@ def copy_project(dst: Path, params: dict | None = None, commit: bool = False) ->
 
 def call_stage(name: str, params: dict, **args):
     """Run a pipeline stage in-process as the CLI would: its config built from `params` for the job's wildcards."""
-    from pipeline.cli import resolve
-    from pipeline.resolve import build_config
-    from pipeline.stage_table import stage
+    from pipeline.drivers.cli import import_target
+    from pipeline.params.resolve import build_config
+    from pipeline.drivers.stage_table import stage
 
     st = stage(name)
-    return resolve(st.run)(build_config(st, params, {w: args[w] for w in st.wildcards}), **args)
+    return import_target(st.run)(build_config(st, params, {w: args[w] for w in st.wildcards}), **args)

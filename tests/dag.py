@@ -3,13 +3,13 @@ DVC's stages from dvc.yaml as DVC itself resolves it (foreach/matrix, ${})."""
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.drivers.snakemake import SNAKEMAKE_OPTIONS
-from pipeline.stage_table import PARAMS_OK
+from pipeline.drivers.stage_table import PARAMS_OK
 from tests.conftest import run
-
 
 
 @dataclass
@@ -18,6 +18,11 @@ class Job:
     cmd: str
     inputs: set[str] = field(default_factory=set)
     outputs: set[str] = field(default_factory=set)
+
+
+def _argv(cmd: str) -> str:
+    """A command as the shell splits it: Snakemake quotes values only where needed, DVC's commands always."""
+    return " ".join(shlex.split(cmd))
 
 
 def snakemake_jobs(workdir: Path, *extra: str) -> list[Job]:
@@ -34,7 +39,7 @@ def snakemake_jobs(workdir: Path, *extra: str) -> list[Job]:
             files = {p.strip() for p in m.group(2).split(",") if p.strip()}
             (current.inputs if m.group(1) == "input" else current.outputs).update(files)
         elif current and line.startswith("Shell command: "):
-            current.cmd = line[len("Shell command: "):].strip().replace(f" {SNAKEMAKE_OPTIONS}", "")
+            current.cmd = _argv(line[len("Shell command: "):].replace(f" {SNAKEMAKE_OPTIONS}", ""))
     return [j for j in jobs if j.name != "all"]
 
 
@@ -45,7 +50,7 @@ def dvc_stages(workdir: Path) -> list[Job]:
         stages = []
         for stage in repo.index.stages:
             rel = lambda o: str(Path(o.fs_path).relative_to(workdir.resolve()))  # noqa: E731
-            stages.append(Job(stage.name.split("@")[0], stage.cmd.strip(),
+            stages.append(Job(stage.name.split("@")[0], _argv(stage.cmd),
                               {rel(d) for d in stage.deps if not d.__class__.__name__.startswith("Param")},
                               {rel(o) for o in stage.outs}))
         return stages

@@ -16,11 +16,11 @@ def copy_project(dst: Path, params: dict[str, Any] | None = None, commit: bool =
 
     `params` replaces params.yaml; `commit` commits the copy (what the project's .gitignore ignores left out).
     The benchmarks' copies (benchmarks/project.py) come from here too."""
-    names = ["dvc.yaml", "pyproject.toml", ".dvcignore", ".gitignore"] + (["params.yaml"] if params is None else [])
+    names = ["Snakefile", "dvc.yaml", "pyproject.toml", ".dvcignore", ".gitignore"] + (["params.yaml"] if params is None else [])
     for name in names:
         if (REPO / name).exists():
             shutil.copy2(REPO / name, dst / name)
-    for name in ["pipeline", "workflow", ".dvc"]:
+    for name in ["pipeline", "workflow", "profiles", ".dvc"]:
         shutil.copytree(REPO / name, dst / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
     if params is not None:
         (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -3,7 +3,7 @@ layout, an empty split, a class-count mismatch, a checkpoint of another model.
 
 Each must exit with code 2 and ONE stderr line (`error: ...`) naming what was
 expected, and leave nothing behind at the stage's output paths. The cases run
-pipeline.cli.main in-process (one torch start-up for all of them); a few also run
+pipeline.drivers.cli.main in-process (one torch start-up for all of them); a few also run
 as `python -m pipeline` subprocesses to check the real process end to end.
 Inputs are tiny files in the official formats, written once for the module.
 """
@@ -26,10 +26,10 @@ import torch
 import yaml
 from PIL import Image
 
-from pipeline.cli import main
+from pipeline.drivers.cli import main
 from pipeline.data.prepared import load_split, save_split
 from pipeline.data.synth_shd import write_shd_file
-from pipeline.params import load_params
+from pipeline.params.load import load_params
 from tests.conftest import REPO
 from tests.tiny_data import write_tiny_gsc
 

@@ -14,7 +14,7 @@ import pytest
 import benchmarks.__main__ as runner
 from benchmarks import common
 from benchmarks.project import one_epoch_params, training_live_dirs
-from pipeline.params import structure_problems
+from pipeline.params.load import structure_problems
 
 
 def test_headline_prefers_declared_numbers_else_finds_ratios():

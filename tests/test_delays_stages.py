@@ -7,12 +7,12 @@ import copy
 import numpy as np
 import pytest
 
-from pipeline.config import DelaysNet
+from pipeline.params.configs import DelaysNet
 from pipeline.data.prepared import load_split
 from pipeline.data.synth_shd import write_shd_file
 from pipeline.io import read_json
-from pipeline.params import ParamsError, load_params, raise_problems, structure_problems
-from pipeline.resolve import deep_merge
+from pipeline.params.load import ParamsError, load_params, raise_problems, structure_problems
+from pipeline.params.resolve import deep_merge
 from tests.conftest import REPO, call_stage
 from tests.tiny_data import write_tiny_gsc
 

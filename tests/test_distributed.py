@@ -82,7 +82,7 @@ def _train_one_step_in_group(rank: int, port: int, out: Path) -> None:
     import torch
     from torch import nn
 
-    from pipeline import distributed
+    from pipeline.run import distributed
 
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))

@@ -261,7 +261,7 @@ def test_describe():
 def test_fetch_data_command_puts_a_presets_dataset_at_its_root(tmp_path, server, shd_files, monkeypatch, capsys):
     """`python -m pipeline fetch_data shd --preset workflow/presets/paper-delays.yaml` (the README's command, here
     with --mirror: no network): the root comes from the preset."""
-    from pipeline.cli import main
+    from pipeline.drivers.cli import main
 
     monkeypatch.chdir(tmp_path)
     code = main(["fetch_data", "shd", "--params", str(REPO / "params.yaml"),

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.gpus import NotEnoughGpus, claim
+from pipeline.run.gpus import NotEnoughGpus, claim
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from pipeline.gpus import claim
+from pipeline.run.gpus import claim
 held = claim(int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]))
 print(",".join(map(str, held.gpus)), flush=True)
 time.sleep(float(sys.argv[4]))

@@ -9,7 +9,7 @@ from pipeline.io import atomic_path, load_torch, save_torch, write_json
 
 def test_save_torch_is_byte_identical_for_equal_objects(tmp_path) -> None:
     # DVC hashes outputs: a stage rerun that computes the same tensors must not invalidate what follows.
-    obj = {"model": {"w": torch.arange(12.0).reshape(3, 4)}, "meta": {"role": "ann_pretrain"}}
+    obj = {"model": {"w": torch.arange(12.0).reshape(3, 4)}, "meta": {"role": "pretrain_ann"}}
     save_torch(tmp_path / "a.pt", obj)
     save_torch(tmp_path / "b.pt", obj)
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()

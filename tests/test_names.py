@@ -33,7 +33,7 @@ def _with_ann(name: str) -> dict:
 
 @pytest.mark.parametrize("name", INJECTIONS)
 def test_the_schema_refuses_unsafe_names_in_one_line(name: str) -> None:
-    from pipeline.params import structure_problems
+    from pipeline.params.load import structure_problems
 
     for where in ("anns", "baselines", "datasets"):
         p = _params()

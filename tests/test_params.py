@@ -7,8 +7,8 @@ import copy
 import pytest
 import yaml
 
-from pipeline.params import ParamsError, load_params, load_schema, reference_problems, structure_problems
-from pipeline.resolve import deep_merge
+from pipeline.params.load import ParamsError, load_params, load_schema, reference_problems, structure_problems
+from pipeline.params.resolve import deep_merge
 from tests.conftest import REPO, run
 
 

@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from pipeline.io import read_json
-from pipeline.precision import Precision, autocast_dtype
+from pipeline.run.precision import Precision, autocast_dtype
 from tests.conftest import call_stage
 from tests.test_resume import _cli, _delays_params
 

@@ -15,13 +15,13 @@ import pytest
 import torch
 
 from benchmarks import legacy_prepare
-from pipeline.config import DelaysData
+from pipeline.params.configs import DelaysData
 from pipeline.data import gsc, prepared, shd, store
-from pipeline.training import EpochMetrics
+from pipeline.run.training import EpochMetrics
 from pipeline.delays.data_stages import SPLITS, prepare
 from pipeline.data.sampling import Dist
 from pipeline.io import save_torch
-from pipeline.stage_table import DelaysPrepareConfig
+from pipeline.drivers.stage_table import DelaysPrepareConfig
 from tests.tiny_data import write_random_h5, write_tiny_gsc
 
 

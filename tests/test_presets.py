@@ -149,7 +149,7 @@ def test_the_slurm_profile_plans_the_paper_jobs_with_their_resources(tmp_path: P
     """Per-dataset memory, time and GPUs from the presets, the partition and the preemption notice from the
     profile (dry run with the executor plugin installed: no cluster here)."""
     work = _project(tmp_path, data_dir)
-    plan = run(["snakemake", "-n", "--workflow-profile", "workflow/profiles/slurm", "--configfile", *PRESETS],
+    plan = run(["snakemake", "-n", "--workflow-profile", "profiles/slurm", "--configfile", *PRESETS],
                cwd=work).stdout
     jobs = _resources(plan)
     shd, gsc = jobs[("delays_train", "shd")], jobs[("delays_train", "gsc")]

@@ -4,7 +4,7 @@ import json
 
 import pandas as pd
 
-from pipeline.params import load_params
+from pipeline.params.load import load_params
 from pipeline.pretrain.plots import plot_time_accuracy
 from pipeline.pretrain.table import build_table, display_table
 from tests.conftest import REPO, call_stage
@@ -70,7 +70,7 @@ def test_tiny_end_to_end(tmp_path):
     assert runs[-2]["metrics"]["skipped_files"] == 1 and "class0_1.npz" in sk[0]
     for r in runs:
         assert {"best_val_acc", "best_epoch", "epochs", "elapsed_s", "skipped_files", "n_params"} <= set(r["metrics"])
-        assert r["config"]["role"] in ("ann_pretrain", "finetune", "scratch")
+        assert r["config"]["role"] in ("pretrain_ann", "finetune_snn", "train_snn_scratch")
         assert {"epoch", "elapsed_s", "val_acc"} <= set(r["history"][0])
     table = build_table(runs)
     assert isinstance(table, pd.DataFrame) and len(table) == 6  # 3 scratch + 3 pretrained rows

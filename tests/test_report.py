@@ -11,7 +11,7 @@ import pytest
 from pipeline.delays.plots import plot_delay_distributions, plot_training_curves
 from pipeline.delays.table import build_table, display_table
 from pipeline.io import read_json, write_json
-from pipeline.params import load_params
+from pipeline.params.load import load_params
 from pipeline.pretrain.plots import plot_time_accuracy
 from tests.conftest import REPO, call_stage
 
@@ -49,7 +49,7 @@ def _write_delays_run(root: Path, dataset: str, variant: str, seed: int, epochs:
 
 
 def _write_pretrain_run(root: Path, role: str, run: str, dataset: str, accs: list[float], **config) -> dict:
-    folder = {"ann_pretrain": "ann", "finetune": "finetune", "scratch": "scratch"}[role]
+    folder = {"pretrain_ann": "ann", "finetune_snn": "finetune", "train_snn_scratch": "scratch"}[role]
     history = [{"epoch": e + 1, "elapsed_s": 2.0 * (e + 1), "train_loss": 1.0, "train_acc": a, "lr": 0.1,
                 "val_loss": 1.0, "val_acc": a} for e, a in enumerate(accs)]
     files = {"config": {"role": role, "run": run, "dataset": dataset,
@@ -64,9 +64,9 @@ def _write_pretrain_run(root: Path, role: str, run: str, dataset: str, accs: lis
 
 
 def _pretrain_runs(root: Path) -> list[dict]:
-    return [_write_pretrain_run(root, "ann_pretrain", "digits", "digits", [50.0, 70.0]),
-            _write_pretrain_run(root, "scratch", "digits", "digits", [20.0, 40.0, 60.0]),
-            _write_pretrain_run(root, "finetune", "pipeS", "digits", [55.0, 65.0], ann_run="digits",
+    return [_write_pretrain_run(root, "pretrain_ann", "digits", "digits", [50.0, 70.0]),
+            _write_pretrain_run(root, "train_snn_scratch", "digits", "digits", [20.0, 40.0, 60.0]),
+            _write_pretrain_run(root, "finetune_snn", "pipeS", "digits", [55.0, 65.0], ann_run="digits",
                                 baseline="digits", source_dataset="digits")]
 
 
@@ -172,5 +172,5 @@ def test_delay_plots_fixed_and_learned_with_different_lengths(tmp_path):
 def test_time_accuracy_plot_with_and_without_a_pipeline(tmp_path):
     runs = _pretrain_runs(tmp_path)
     plot_time_accuracy(runs, tmp_path / "plot.png")
-    plot_time_accuracy([r for r in runs if r["config"]["role"] == "scratch"], tmp_path / "none.png")
+    plot_time_accuracy([r for r in runs if r["config"]["role"] == "train_snn_scratch"], tmp_path / "none.png")
     assert (tmp_path / "plot.png").stat().st_size > 0 and (tmp_path / "none.png").stat().st_size > 0

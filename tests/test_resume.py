@@ -3,7 +3,7 @@
 Training runs go through the CLI in subprocesses (as Snakemake and DVC run
 them, with params' `threads`), so float results are comparable bit for bit.
 A kill is a real SIGKILL, injected at a reproducible batch through
-$PIPELINE_KILL_AFTER_BATCHES (pipeline/resume.py).
+$PIPELINE_KILL_AFTER_BATCHES (pipeline/run/resume.py).
 """
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ import yaml
 from torch import nn
 
 from pipeline.io import load_torch, read_json
-from pipeline.params import load_params, raise_problems, structure_problems
-from pipeline.resume import KILL_ENV, KILL_SIGNAL_ENV, state_path
-from pipeline.errors import PREEMPTED_EXIT
+from pipeline.params.load import load_params, raise_problems, structure_problems
+from pipeline.run.resume import KILL_ENV, KILL_SIGNAL_ENV, state_path
+from pipeline.run.errors import PREEMPTED_EXIT
 
 from tests.conftest import REPO, call_stage
 TIMING = {"elapsed_s", "wall_s"}  # the only keys allowed to differ between runs
@@ -173,7 +173,7 @@ def _nan_on_call(monkeypatch, owner, attr: str, call: int) -> None:
 
 def test_nan_loss_stops_with_epoch_and_batch_and_keeps_the_last_good_state(delays_project, tmp_path, monkeypatch,
                                                                            capsys) -> None:
-    from pipeline import cli
+    from pipeline.drivers import cli
     from pipeline.delays import train as delays_train
 
     _nan_on_call(monkeypatch, delays_train, "loss_fn", call=5)  # epoch 2, batch 2

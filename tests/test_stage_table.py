@@ -9,12 +9,13 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.cli import resolve, stage_options
-from pipeline.codedeps import code_deps, import_closure
+from pipeline.drivers.cli import import_target, stage_options
+from pipeline.drivers.codedeps import code_deps, import_closure
 from pipeline.drivers.dvc import render
-from pipeline.params import load_params
-from pipeline.resolve import build_config
-from pipeline.stage_table import STAGES, jobs
+from pipeline.params.load import load_params
+from pipeline.params.resolve import build_config
+from pipeline.drivers.stage_table import STAGES
+from pipeline.drivers.stage_spec import jobs
 from tests.conftest import REPO, copy_project, run
 from tests.dag import compare_dags, dvc_stages, snakemake_jobs
 
@@ -25,7 +26,7 @@ def test_committed_dvc_yaml_is_generated_from_the_table() -> None:
 
 def test_a_hand_edit_of_dvc_yaml_is_caught(tmp_path: Path) -> None:
     work = copy_project(tmp_path)
-    (work / "dvc.yaml").write_text((work / "dvc.yaml").read_text().replace("--out data/raw/digits_es", "--out x", 1))
+    (work / "dvc.yaml").write_text((work / "dvc.yaml").read_text().replace("--out 'data/raw/digits_es'", "--out x", 1))
     proc = run(["python", "-m", "pipeline", "dvc_yaml", "--check"], cwd=work, check=False)
     assert proc.returncode == 1 and "differs from the stage table" in proc.stderr
 
@@ -67,13 +68,13 @@ def test_code_dependencies_are_the_import_closure() -> None:
     assert not any(f.startswith("pipeline/models/") for f in prepare)  # a model edit never re-prepares data
     train = set(code_deps("pipeline.delays.stages"))
     assert {"pipeline/models/delay_snn.py", "pipeline/delays/train.py"} <= train
-    assert "pipeline/stage_table.py" not in train  # data both drivers read directly (see its docstring)
+    assert "pipeline/drivers/stage_table.py" not in train  # data both drivers read directly (see its docstring)
     assert import_closure("pipeline.pretrain.data_stages") & {"pipeline/pretrain/train.py", "pipeline/models/resnet_twins.py"} == set()
 
 
 def test_every_stage_function_takes_its_config_and_options() -> None:
     for st in STAGES:
-        fn = resolve(st.run)
+        fn = import_target(st.run)
         names = list(inspect.signature(fn).parameters)
         if st.name == "check_params":
             continue
@@ -96,3 +97,15 @@ def test_a_stage_sees_only_its_declared_keys() -> None:
     cfg = build_config(prepare, params, {"dataset": "synth"})
     assert [f.name for f in dataclasses.fields(cfg)] == ["data"]
     assert not hasattr(cfg.data, "dropout")  # training keys live under delays.sets.<set>.train
+
+
+def test_what_resolves_a_config_is_a_code_dependency_of_every_stage() -> None:
+    """A change to how a job's config is resolved (merging, template expansion) reruns every stage."""
+    resolving = import_closure("pipeline.params.resolve")
+    assert "pipeline/drivers/stage_spec.py" in resolving
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name, entry in stages.items():
+        if name == "check_params":
+            continue
+        deps = set((entry.get("do") or entry)["deps"])
+        assert resolving <= deps, f"{name} lacks {sorted(resolving - deps)}"

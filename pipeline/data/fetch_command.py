@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.params import ParamsError, raise_problems, read_yaml, structure_problems
+from pipeline.params.load import ParamsError, raise_problems, read_yaml, structure_problems
 
 
 def dataset_entry(params: dict[str, Any], dataset: str) -> tuple[str, Path]:
@@ -30,7 +30,7 @@ def fetch_data(dataset: str, *, params_path: Path = Path("params.yaml"), preset:
                mirror: str | None = None, progress: bool = True) -> None:
     """Download a dataset (SHD, SSC, GSC) into its configured root; print the manual steps for the others."""
     from pipeline.data.fetch import fetch
-    from pipeline.resolve import deep_merge
+    from pipeline.params.resolve import deep_merge
 
     params = read_yaml(params_path)
     for path in preset:

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import DelaysData, to_dict
+from pipeline.params.configs import DelaysData, to_dict
 from pipeline.io import atomic_dir, write_json
-from pipeline.params import ParamsError
-from pipeline.stage_table import DelaysPrepareConfig, DelaysSynthConfig
+from pipeline.params.load import ParamsError
+from pipeline.drivers.stage_table import DelaysPrepareConfig, DelaysSynthConfig
 
 SPLITS = ("train", "valid", "test")
 

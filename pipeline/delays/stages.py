@@ -1,7 +1,7 @@
 """Training stages of paper B: delays_train and delays_evaluate.
 
 Each is `fn(cfg, *, ...)`; `cfg` holds the parameter keys the stage table
-declares for it (pipeline/stage_table.py). The data stages live in
+declares for it (pipeline/drivers/stage_table.py). The data stages live in
 pipeline/delays/data_stages.py.
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ import torch
 from pipeline.checks import check_classes, load_checkpoint
 from pipeline.delays.data_stages import SPLITS
 from pipeline.io import read_json, write_json
-from pipeline.params import ParamsError
-from pipeline.stage_table import DelaysEvaluateConfig, DelaysTrainConfig
+from pipeline.params.load import ParamsError
+from pipeline.drivers.stage_table import DelaysEvaluateConfig, DelaysTrainConfig
 
 
 def _check_variant(variant: str) -> None:
@@ -64,13 +64,13 @@ def evaluate(cfg: DelaysEvaluateConfig, *, dataset: str, variant: str, seed: int
     """Evaluate ckpt/best.pt (selected on valid) with rounded delays; write the result JSON `out`."""
     from pipeline.delays.train import evaluate_rounded
     from pipeline.models.delay_snn import DelaySNN, count_trainable
-    from pipeline.runtime import pick_device
+    from pipeline.run.runtime import pick_device
 
     _check_variant(variant)
     device = pick_device(cfg.runtime.device)
     torch.set_flush_denormal(True)  # as in training: denormals slow CPU convolutions
     splits = _load_splits(data, dataset)
-    best, init = (load_checkpoint(Path(ckpt) / f"{name}.pt", "delay_model") for name in ("best", "init"))
+    best, init = (load_checkpoint(Path(ckpt) / f"{name}.pt", "delays_train") for name in ("best", "init"))
     if best["config"]["variant"] != variant:
         raise ValueError(f"{ckpt}/best.pt holds variant {best['config']['variant']}, expected {variant}")
     check_classes(best["config"]["n_out"], splits["test"].meta["n_classes"], f"{ckpt}/best.pt", f"the classes of dataset '{dataset}' in {data}")

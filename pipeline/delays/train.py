@@ -1,4 +1,4 @@
-"""Paper B's training task for the shared loop (pipeline/training.py): the reference recipe (docs/papers.md).
+"""Paper B's training task for the shared loop (pipeline/run/training.py): the reference recipe (docs/papers.md).
 
 Two optimisers: Adam on weights and BN (no weight decay on BN) with OneCycleLR
 stepped per epoch, Adam on positions with cosine annealing to 0. Positions are
@@ -15,18 +15,17 @@ from typing import Any, Iterator
 
 import torch
 
-from pipeline import distributed
-from pipeline.config import DelaysNet, capped_epochs, to_dict
+from pipeline.run import distributed
+from pipeline.params.configs import DelaysNet, capped_epochs, to_dict
 from pipeline.data.prepared import Split, iterate_batches
 from pipeline.data.sampling import Dist, ShardedBatchSampler
-from pipeline.distributed import all_sum
+from pipeline.run.distributed import all_sum
 from pipeline.io import save_torch
 from pipeline.models.delay_snn import DelaySNN, class_scores, count_trainable, kernel_size, loss_fn, reset, sigma_at
-from pipeline.precision import Precision
-from pipeline.resume import ResumeState, fingerprint
-from pipeline.runtime import pick_device, seed_everything
-from pipeline.stage_table import DelaysTrainConfig
-from pipeline.training import Context, EpochMetrics, Result, fit
+from pipeline.run.precision import Precision
+from pipeline.run.runtime import pick_device, seed_everything
+from pipeline.drivers.stage_table import DelaysTrainConfig
+from pipeline.run.training import EpochMetrics, Result, fit_run
 
 
 @torch.no_grad()
@@ -172,8 +171,6 @@ class DelaysTask:
 def fit_delays(splits: dict[str, Split], cfg: DelaysTrainConfig, *, variant: str, seed: int, ckpt_dir: Path,
                live_dir: Path, name: str, run_info: dict[str, Any], inputs: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Train one model; writes ckpt_dir/{init,best,last}.pt and the DVCLive dir; returns the summary."""
-    from pipeline.tracking import EpochLog
-
     gen = seed_everything(seed)
     d, device = distributed.setup(pick_device(cfg.runtime.device))
     torch.set_flush_denormal(True)  # narrow Gaussian kernels underflow to denormals, which slow CPU convolutions ~5x
@@ -186,18 +183,17 @@ def fit_delays(splits: dict[str, Split], cfg: DelaysTrainConfig, *, variant: str
               "kernel": task.model.kernel, "n_params": task.n_params, "n_classes": int(splits["train"].meta["n_classes"]),
               "n_train": len(splits["train"]), "n_valid": len(splits["valid"]), "n_test": len(splits["test"]),
               "amp": task.precision.name, "world_size": d.world}
-    resumer = ResumeState(ckpt_dir, fingerprint(config, inputs, d.world), enabled=cfg.resume, is_main=d.is_main)
-    log = EpochLog(live_dir, config) if d.is_main else None
     t0 = time.perf_counter()
-    result = fit(task, Context(d, device, resumer, log, gen, name), epochs=epochs, select="valid_acc")
-    best_test = max(result.history, key=lambda r: (r["test_acc"], -r["epoch"]))
-    summary = {
-        "best_valid_acc": result.best["valid_acc"], "best_valid_epoch": result.best_epoch,
-        "test_acc_at_best_valid": result.best["test_acc"], "best_test_acc": best_test["test_acc"],
-        "best_test_epoch": best_test["epoch"], "epochs": result.epochs, "elapsed_s": round(result.elapsed_s, 3),
-        "wall_s": round(time.perf_counter() - t0, 3), "n_params": task.n_params,
-    }
-    if log is not None:
-        log.finish(summary)
-    resumer.clear()
-    return summary
+
+    def summary(result: Result) -> dict[str, Any]:
+        best_test = max(result.history, key=lambda r: (r["test_acc"], -r["epoch"]))
+        return {
+            "best_valid_acc": result.best["valid_acc"], "best_valid_epoch": result.best_epoch,
+            "test_acc_at_best_valid": result.best["test_acc"], "best_test_acc": best_test["test_acc"],
+            "best_test_epoch": best_test["epoch"], "epochs": result.epochs, "elapsed_s": round(result.elapsed_s, 3),
+            "wall_s": round(time.perf_counter() - t0, 3), "n_params": task.n_params,
+        }
+
+    return fit_run(task, dist=d, device=device, generator=gen, name=name, config=config, inputs=inputs,
+                   state_beside=ckpt_dir, live=live_dir, resume=cfg.resume, epochs=epochs, select="valid_acc",
+                   summary=summary)

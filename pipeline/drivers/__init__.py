@@ -1,1 +1,2 @@
-"""The two workflow drivers, both generated from pipeline/stage_table.py: dvc.yaml and the Snakemake rules."""
+"""How stages are declared and run: the stage table and its vocabulary, the CLI every driver calls, the
+code dependencies of each stage, the Snakemake rules and dvc.yaml."""

@@ -2,7 +2,7 @@
 
 Snakemake resolves the parameters (params.yaml, then `--configfile` presets,
 then `--config` values, each merged over the previous), so the stages must
-compute with exactly that merged config: `resolve()` validates it once, writes
+compute with exactly that merged config: `checked_config()` validates it once, writes
 it to RESOLVED_PARAMS, and every rule's command passes that file with
 `--params`. Each rule also lists the values of the keys its stage reads as
 `params:`, so Snakemake reruns exactly the jobs whose values changed.
@@ -12,16 +12,17 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
-from pipeline.codedeps import code_deps
-from pipeline.params import ParamsError, load_schema, read_yaml
-from pipeline.preflight import run_problems
-from pipeline.resolve import deep_merge
-from pipeline.stage_table import (
-    STAGES, TEMPLATE, Gather, In, Stage, command, dependency_keys, expand, lookup, output_paths, stage,
+from pipeline.drivers.codedeps import code_deps
+from pipeline.params.load import ParamsError, load_schema, read_yaml
+from pipeline.params.preflight import run_problems
+from pipeline.params.resolve import deep_merge
+from pipeline.drivers.stage_table import STAGES, stage
+from pipeline.drivers.stage_spec import (
+    TEMPLATE, Gather, In, Stage, command, dependency_keys, expand, lookup, needed_jobs, output_paths,
 )
 
 # The schema's `name` pattern, unanchored (Snakemake anchors wildcard constraints itself).
@@ -36,14 +37,17 @@ def fail(message: str) -> None:
     raise SystemExit(2)
 
 
-def resolve(cli_config: Mapping[str, Any], params_file: str = "params.yaml") -> dict[str, Any]:
+def checked_config(cli_config: Mapping[str, Any], presets: Sequence[str] = (),
+                   params_file: str = "params.yaml") -> dict[str, Any]:
     """params.yaml with the command line's config (presets, --config) merged over it, fully checked
-    (schema, names, data roots), and written to RESOLVED_PARAMS for the stages."""
+    (schema, names, the data roots the runs use) and written to RESOLVED_PARAMS for the stages.
+    `presets`: the --configfile files, repeated in the fetch command a missing root's message gives."""
     try:
         merged = deep_merge(read_yaml(params_file), dict(cli_config))
     except ParamsError as err:
         fail(str(err))
-    problems = run_problems(merged, source=f"{params_file} + command-line config" if cli_config else params_file)
+    source = f"{params_file} + command-line config" if cli_config else params_file
+    problems = run_problems(merged, source=source, presets=[_relative(p) for p in presets], needed_only=True)
     if problems:
         fail("\n".join(f"error: {p}" for p in problems))
     text = yaml.safe_dump(merged, sort_keys=False)
@@ -52,6 +56,15 @@ def resolve(cli_config: Mapping[str, Any], params_file: str = "params.yaml") -> 
 
         write_text(RESOLVED_PARAMS, text)
     return merged
+
+
+def _relative(path: str | Path) -> str:
+    """A path as the user would type it from the working directory."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _needs_lookup(template: str) -> bool:
@@ -67,6 +80,7 @@ class RuleSpec:
     log: str = ""
     shell: str = ""
     wildcard_constraints: dict[str, str] = field(default_factory=dict)
+    threads: int = 1
 
 
 def _input(st: Stage, inp: In | Gather, config: Mapping[str, Any]) -> Any:
@@ -81,8 +95,9 @@ def _key_value(st: Stage, key: str, config: Mapping[str, Any]) -> Callable[[Any]
     return lambda wc: lookup(config, expand(st, key, config, dict(wc.items())))
 
 
-def rule_spec(st: Stage, config: Mapping[str, Any], directory: Callable, report: Callable) -> RuleSpec:
-    """Inputs, outputs, params, log and command of the rule of `st` (Snakemake's `directory`/`report` passed in)."""
+def rule_spec(st: Stage, config: Mapping[str, Any], directory: Callable, report: Callable, cores: int) -> RuleSpec:
+    """Inputs, outputs, params, threads, log and command of the rule of `st` (Snakemake's `directory` and
+    `report` passed in; `cores`: what `threads: 0`, torch's default of every core, stands for)."""
     spec = RuleSpec()
     for name, inp in st.inputs.items():
         spec.input[name] = _input(st, inp, config)
@@ -94,7 +109,10 @@ def rule_spec(st: Stage, config: Mapping[str, Any], directory: Callable, report:
         spec.params[f"p{i}_" + "".join(c if c.isalnum() else "_" for c in key.replace("{", "").replace("}", ""))] = \
             _key_value(st, key, config)
     if any(f == "runtime" for f, _, _ in st.keys()):  # computes on the device: one GPU per process
-        spec.resources["gpu"] = int(config["nproc"]) if st.gpus else 1
+        processes = int(config["nproc"]) if st.gpus else 1
+        spec.resources["gpu"] = processes
+        # The CLI sets torch's threads to `threads` in each process: Snakemake schedules that many cores.
+        spec.threads = processes * (int(config["threads"]) or cores)
     spec.resources.update(_cluster_resources(st, config))
     spec.log = st.log
     # A target path can only name a job whose wildcards are valid names (seeds: digits).
@@ -129,5 +147,7 @@ def snakemake_stages() -> list[Stage]:
 
 
 def all_targets(config: Mapping[str, Any]) -> list[str]:
-    """Every output of every job, as DVC would run them: the default target."""
-    return [p for st in snakemake_stages() for name in st.outputs for p in output_paths(st, name, config)]
+    """The default target: every output of every job the report needs (the runs and what they read), so a
+    dataset defined but used by no run is neither prepared nor required."""
+    needed = needed_jobs(snakemake_stages(), config, final="report")
+    return sorted({expand(st, o.path, config, w) for st, w in needed for o in st.outputs.values()})

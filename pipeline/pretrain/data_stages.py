@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.io import atomic_dir, write_json
-from pipeline.stage_table import DigitsConfig, EsConvertConfig, MotionConfig, UcfConvertConfig
+from pipeline.drivers.stage_table import DigitsConfig, EsConvertConfig, MotionConfig, UcfConvertConfig
 
 
 def images_embedded(cfg: DigitsConfig, *, out: Path) -> None:

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from pipeline.checks import check_split
-from pipeline.config import PretrainDataset
+from pipeline.params.configs import PretrainDataset
 from pipeline.data.batching import collate_skipping, materialize
 from pipeline.data.sampling import Dist, ShardedBatchSampler
 from pipeline.io import read_json
@@ -70,7 +70,7 @@ def build_loaders(ds: PretrainDataset, name: str, data: Path, batch_size: int, g
     number of samples of both splits.
 
     Batches come from a seeded permutation (`gen`), each global batch split across
-    the processes of a distributed run (pipeline/distributed.py)."""
+    the processes of a distributed run (pipeline/run/distributed.py)."""
     root = resolve_root(data)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: data root of dataset '{name}' not found")

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.checks import check_split
-from pipeline.config import PretrainDataset
+from pipeline.params.configs import PretrainDataset
 from pipeline.data.batching import Skipped, check_unreadable
 from pipeline.io import write_json
 from pipeline.pretrain.datasets import SPLITS, open_split
-from pipeline.stage_table import IndexConfig
+from pipeline.drivers.stage_table import IndexConfig
 
 PROBE_CHUNK = 256  # samples a worker decodes per task
 INLINE_BELOW = 4096  # smaller splits are probed in this process (a pool's start-up would dominate)

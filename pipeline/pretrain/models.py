@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import nn
 
-from pipeline.config import ModelParams, PretrainDataset, SnnParams
+from pipeline.params.configs import ModelParams, PretrainDataset, SnnParams
 from pipeline.models.resnet_twins import ResNetTwin, TwinConfig
 from pipeline.pretrain.datasets import VIDEO_FORMATS, in_channels
 

@@ -54,12 +54,12 @@ def plot_time_accuracy(runs: list[dict], out_png: Path) -> None:
     """One panel per pipeline: its validation accuracy against cumulative time (ANN pretraining shaded),
     beside its scratch baseline's."""
     by_role = runs_by_role(runs)
-    finetunes = sorted(by_role["finetune"].items())
+    finetunes = sorted(by_role["finetune_snn"].items())
     n = max(1, len(finetunes))
     fig, axes = plt.subplots(1, n, figsize=(5 * n, 4), squeeze=False)
     for ax, (name, ft) in zip(axes[0], finetunes):
-        _panel(ax, name, ft, by_role["ann_pretrain"].get(ft["config"].get("ann_run")),
-               by_role["scratch"].get(ft["config"].get("baseline") or ""))
+        _panel(ax, name, ft, by_role["pretrain_ann"].get(ft["config"].get("ann_run")),
+               by_role["train_snn_scratch"].get(ft["config"].get("baseline") or ""))
     if not finetunes:
         axes[0][0].text(0.5, 0.5, "no pretrained pipeline configured", ha="center", va="center")
         axes[0][0].axis("off")

@@ -47,7 +47,7 @@ def time_to_reach(history: list[dict[str, Any]], target: float, offset: float = 
 
 def runs_by_role(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """{role: {run name: run}} for the three roles of paper A's runs."""
-    by_role: dict[str, dict[str, dict[str, Any]]] = {"ann_pretrain": {}, "finetune": {}, "scratch": {}}
+    by_role: dict[str, dict[str, dict[str, Any]]] = {"pretrain_ann": {}, "finetune_snn": {}, "train_snn_scratch": {}}
     for run in runs:
         by_role[run["config"]["role"]][run["config"]["run"]] = run
     return by_role
@@ -70,18 +70,18 @@ def build_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows of the table from the runs' DVCLive directories (config, metrics, history per run)."""
     by_role = runs_by_role(runs)
     rows: list[dict[str, Any]] = []
-    for name, sc in sorted(by_role["scratch"].items()):
+    for name, sc in sorted(by_role["train_snn_scratch"].items()):
         best = sc["metrics"]["best_val_acc"]
         rows.append({**_describe(sc), "run": name, "init": "scratch", "top1": best,
                      "skipped": sc["metrics"].get("skipped_files", 0),
                      "epochs": str(sc["metrics"]["epochs"]), "time_s": sc["metrics"]["elapsed_s"],
                      "time_to_target_s": time_to_reach(sc["history"], best), "time_ratio": math.nan})
-    for name, ft in sorted(by_role["finetune"].items()):
+    for name, ft in sorted(by_role["finetune_snn"].items()):
         cfg = ft["config"]
-        ann = by_role["ann_pretrain"].get(cfg.get("ann_run"))
+        ann = by_role["pretrain_ann"].get(cfg.get("ann_run"))
         ann_time = ann["metrics"]["elapsed_s"] if ann else cfg.get("pretrain_elapsed_s", math.nan)
         ann_epochs = ann["metrics"]["epochs"] if ann else cfg.get("pretrain_epochs", "?")
-        base = by_role["scratch"].get(cfg.get("baseline") or "")
+        base = by_role["train_snn_scratch"].get(cfg.get("baseline") or "")
         target = base["metrics"]["best_val_acc"] if base else math.nan
         reach = time_to_reach(ft["history"], target, offset=ann_time) if base else math.nan
         base_reach = time_to_reach(base["history"], target) if base else math.nan

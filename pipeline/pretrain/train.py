@@ -1,4 +1,4 @@
-"""Paper A's training task for the shared loop (pipeline/training.py): ANN pretraining, SNN fine-tuning,
+"""Paper A's training task for the shared loop (pipeline/run/training.py): ANN pretraining, SNN fine-tuning,
 SNN from scratch.
 
 The three roles differ only in the model kind, the recipe (optimiser and
@@ -17,15 +17,15 @@ from spikingjelly.activation_based import functional
 from torch import nn
 from torch.utils.data import DataLoader
 
-from pipeline import distributed
-from pipeline.config import Recipe
+from pipeline.run import distributed
+from pipeline.params.configs import Recipe
 from pipeline.data.batching import check_unreadable
 from pipeline.data.device_transforms import InputSpec, input_spec_of, prepare_batch
 from pipeline.data.sampling import Dist
-from pipeline.distributed import all_sum
+from pipeline.run.distributed import all_sum
 from pipeline.io import save_torch
-from pipeline.precision import Precision
-from pipeline.training import EpochMetrics, Result
+from pipeline.run.precision import Precision
+from pipeline.run.training import EpochMetrics, Result
 
 
 def scaled_lr(lr: float, batch_size: int, reference_batch: int) -> float:

@@ -14,28 +14,26 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from pipeline import distributed
+from pipeline.run import distributed
 from pipeline.checks import check_classes, check_index, load_checkpoint
-from pipeline.config import PretrainDataset, Recipe, capped_epochs, to_dict
+from pipeline.params.configs import PretrainDataset, Recipe, capped_epochs, to_dict
 from pipeline.data.batching import check_unreadable
 from pipeline.io import write_json
 from pipeline.models.resnet_twins import count_parameters
-from pipeline.precision import Precision
+from pipeline.run.precision import Precision
 from pipeline.pretrain.datasets import STATIC_FORMATS, build_loaders, in_channels
 from pipeline.pretrain.models import build_model, model_config
 from pipeline.pretrain.train import PretrainTask, set_body_frozen
-from pipeline.resume import ResumeState, fingerprint
-from pipeline.runtime import pick_device, seed_everything
-from pipeline.stage_table import AnnConfig, FinetuneConfig, PretrainTraining, ScratchConfig
-from pipeline.tracking import EpochLog
-from pipeline.training import Context, fit
+from pipeline.run.runtime import pick_device, seed_everything
+from pipeline.drivers.stage_table import AnnConfig, FinetuneConfig, PretrainTraining, ScratchConfig
+from pipeline.run.training import Result, fit_run
 
 
 @dataclass(frozen=True)
 class Run:
     """One training run of paper A: what it is and where its inputs and outputs are."""
 
-    role: str  # ann_pretrain, finetune, scratch
+    role: str  # the stage that trains it: pretrain_ann, finetune_snn or train_snn_scratch
     name: str  # the run's name (ANN run, pipeline, baseline)
     dataset_name: str
     dataset: PretrainDataset
@@ -63,23 +61,20 @@ def _train(model: nn.Module, model_cfg: dict[str, Any], run: Run, common: Pretra
     config = {"role": run.role, "run": run.name, "dataset": run.dataset_name, "data": str(run.data),
               "model": model_cfg, "train": to_dict(recipe), "dataset_config": to_dict(run.dataset), "seed": common.seed,
               "device": str(device), "n_params": n_params, "amp": precision.name, "world_size": d.world, **run.meta}
-    digest = fingerprint(config, (Path(run.data), *run.inputs), d.world)
-    resumer = ResumeState(run.ckpt, digest, common.resume, d.is_main)
-    log = EpochLog(run.live, config) if d.is_main else None
     ckpt_meta = {"role": run.role, "run": run.name, "dataset": run.dataset_name, "model_config": model_cfg, **run.meta}
     task = PretrainTask(model, recipe, train_loader, val_loader, device, d, precision, Path(run.ckpt), ckpt_meta,
                         epoch_hook, skipped, n_samples, common.max_skipped_fraction, run.dataset_name)
-    context = Context(d, device, resumer, log, gen, f"{STAGE_OF_ROLE[run.role]} {run.name}")
-    result = fit(task, context, epochs=recipe.epochs, select="val_acc")
-    if log is not None:
+
+    def summary(result: Result) -> dict[str, Any]:
         files = sorted(task.skipped)
-        write_json(Path(run.live) / "skipped_files.json", files)
-        log.finish({"best_val_acc": result.best["val_acc"], "best_epoch": result.best_epoch, "epochs": result.epochs,
-                    "elapsed_s": result.elapsed_s, "skipped_files": len(files), "n_params": n_params})
-    resumer.clear()
+        if d.is_main:
+            write_json(Path(run.live) / "skipped_files.json", files)
+        return {"best_val_acc": result.best["val_acc"], "best_epoch": result.best_epoch, "epochs": result.epochs,
+                "elapsed_s": result.elapsed_s, "skipped_files": len(files), "n_params": n_params}
 
-
-STAGE_OF_ROLE = {"ann_pretrain": "pretrain_ann", "finetune": "finetune_snn", "scratch": "train_snn_scratch"}
+    fit_run(task, dist=d, device=device, generator=gen, name=f"{run.role} {run.name}", config=config,
+            inputs=(Path(run.data), *run.inputs), state_beside=Path(run.ckpt), live=Path(run.live),
+            resume=common.resume, epochs=recipe.epochs, select="val_acc", summary=summary)
 
 
 def pretrain_ann(cfg: AnnConfig, *, ann: str, data: Path, ckpt: Path, live: Path) -> None:
@@ -91,7 +86,7 @@ def pretrain_ann(cfg: AnnConfig, *, ann: str, data: Path, ckpt: Path, live: Path
     check_index(data, cfg.run.dataset)
     config = model_config("ann", cfg.model, cfg.snn, cfg.dataset, cfg.recipe.sharpen_epochs)
     model = build_model(config)
-    run = Run("ann_pretrain", ann, cfg.run.dataset, cfg.dataset, cfg.recipe, data, ckpt, live)
+    run = Run("pretrain_ann", ann, cfg.run.dataset, cfg.dataset, cfg.recipe, data, ckpt, live)
     _train(model, config, run, cfg, gen, epoch_hook=model.set_epoch)
 
 
@@ -120,7 +115,7 @@ def finetune_snn(cfg: FinetuneConfig, *, pipe: str, init: Path, data: Path, ckpt
     meta = {"pipeline": pipe, "ann_run": cfg.pipeline.ann, "baseline": cfg.pipeline.baseline,
             "source_dataset": rep["source_dataset"], "pretrain_elapsed_s": rep["ann_elapsed_s"],
             "pretrain_epochs": rep["ann_epochs"], "init": str(init)}
-    run = Run("finetune", pipe, target_name, cfg.target, cfg.recipe, data, ckpt, live, meta, (Path(init),))
+    run = Run("finetune_snn", pipe, target_name, cfg.target, cfg.recipe, data, ckpt, live, meta, (Path(init),))
     _train(model, state["model_config"], run, cfg, gen, epoch_hook=hook)
 
 
@@ -130,4 +125,4 @@ def train_snn_scratch(cfg: ScratchConfig, *, run: str, data: Path, ckpt: Path, l
     config = model_config("snn", cfg.model, cfg.snn, cfg.dataset)
     model = build_model(config)
     check_index(data, cfg.run.dataset)
-    _train(model, config, Run("scratch", run, cfg.run.dataset, cfg.dataset, cfg.recipe, data, ckpt, live), cfg, gen)
+    _train(model, config, Run("train_snn_scratch", run, cfg.run.dataset, cfg.dataset, cfg.recipe, data, ckpt, live), cfg, gen)

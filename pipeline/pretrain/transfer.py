@@ -22,7 +22,7 @@ from torch import nn
 from pipeline.checks import load_checkpoint
 from pipeline.io import save_torch, write_json
 from pipeline.models.spiking import neuron_parameter_names
-from pipeline.stage_table import TransferConfig
+from pipeline.drivers.stage_table import TransferConfig
 
 STEM_WEIGHTS = ("conv1.weight", "encoder.conv1.weight")  # ResNet twin, video twin
 CLASSIFIER = ("fc.weight", "fc.bias")
@@ -87,10 +87,10 @@ def transfer_state(ann_state: dict[str, torch.Tensor], snn: nn.Module, stem: str
 def transfer(cfg: TransferConfig, *, pipe: str, ann: Path, out: Path, report: Path) -> None:
     """Build the SNN for the pipeline's target dataset and load the pretrained ANN into it name for name."""
     from pipeline.pretrain.models import build_model, dataset_and_neuron_fields
-    from pipeline.runtime import seed_everything
+    from pipeline.run.runtime import seed_everything
 
     seed_everything(cfg.seed)
-    state = load_checkpoint(ann, "ann")
+    state = load_checkpoint(ann, "pretrain_ann")
     if state.get("run") != cfg.pipeline.ann:
         raise ValueError(f"{ann}: checkpoint of ANN run '{state.get('run')}', pipeline {pipe} expects "
                          f"'{cfg.pipeline.ann}'")

@@ -7,11 +7,12 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.config import to_dict
+from pipeline.params.configs import to_dict
 from pipeline.io import read_json, write_json
 from pipeline.report.diff import row_label
 from pipeline.report.render import write_table
-from pipeline.stage_table import ReportConfig, jobs, output_paths, stage
+from pipeline.drivers.stage_table import ReportConfig, stage
+from pipeline.drivers.stage_spec import jobs, output_paths
 
 
 def _require(path: Path, what: str) -> Path:

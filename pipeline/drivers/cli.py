@@ -10,7 +10,7 @@ their signatures. Modules are imported only when their stage runs, so `--help`
 stays fast.
 
 Every stage takes `--log FILE` (both drivers pass it): the stage's stdout and
-stderr are copied there as plain lines (pipeline/logs.py). Bad input is one
+stderr are copied there as plain lines (pipeline/run/logs.py). Bad input is one
 `error:` line per problem and exit code 2; a diverged training run exits 1; a
 preempted one (SIGUSR1/SIGTERM) saves its state and exits 75; nothing else is
 caught.
@@ -28,10 +28,11 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from pipeline.stage_table import BY_NAME, COMMANDS, Stage
+from pipeline.drivers.stage_table import BY_NAME, COMMANDS
+from pipeline.drivers.stage_spec import Stage
 
 
-def resolve(target: str) -> Callable[..., Any]:
+def import_target(target: str) -> Callable[..., Any]:
     module, func = target.split(":")
     return getattr(importlib.import_module(module), func)
 
@@ -49,7 +50,8 @@ def _option(parser: argparse.ArgumentParser, name: str, hint: Any, default: Any,
         parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
         return
     if origin in (list, Sequence, tuple):
-        parser.add_argument(flag, nargs="*", type=typing.get_args(hint)[0], **kwargs)
+        # extend: `--preset A --preset B` and `--preset A B` both give [A, B]
+        parser.add_argument(flag, nargs="*", action="extend", type=typing.get_args(hint)[0], **kwargs)
         return
     if origin in (typing.Union, types.UnionType):  # Optional[X]
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
@@ -59,7 +61,7 @@ def _option(parser: argparse.ArgumentParser, name: str, hint: Any, default: Any,
 def stage_options(st: Stage) -> list[str]:
     """The --options of a stage function, in command order: wildcards, path arguments, constant options
     (then --log, which the CLI handles)."""
-    from pipeline.stage_table import In
+    from pipeline.drivers.stage_spec import In
 
     return (st.wildcards + [n for n, i in st.inputs.items() if isinstance(i, In) and i.arg]
             + [n for n, o in st.outputs.items() if o.arg] + list(st.args))
@@ -99,7 +101,7 @@ def usage() -> str:
              "pipeline stages:"]
     lines += [f"  {s.name:<{width}}  {s.doc}" for s in BY_NAME.values()]
     lines += ["", "commands:"]
-    lines += [f"  {n:<{width}}  {(inspect.getdoc(resolve(t)) or '').splitlines()[0]}" for n, t in COMMANDS.items()]
+    lines += [f"  {n:<{width}}  {(inspect.getdoc(import_target(t)) or '').splitlines()[0]}" for n, t in COMMANDS.items()]
     return "\n".join(lines)
 
 
@@ -107,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     options, argv = _global_options(argv)
     if "--progress" in options:
-        from pipeline import progress
+        from pipeline.run import progress
 
         if options["--progress"] not in progress.MODES:
             print(f"error: --progress {options['--progress']}: allowed {', '.join(progress.MODES)}", file=sys.stderr)
@@ -125,11 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: unknown stage or command '{name}'{suggestion}; `python -m pipeline --help` lists them", file=sys.stderr)
         return 2
     st = BY_NAME.get(name)
-    fn = resolve(st.run if st is not None else COMMANDS[name])
+    fn = import_target(st.run if st is not None else COMMANDS[name])
     args = vars(build_parser(name, fn, st).parse_args(rest))
     params_path = args.pop("params")
-    from pipeline.errors import Preempted
-    from pipeline.logs import logging_to
+    from pipeline.run.errors import Preempted
+    from pipeline.run.logs import logging_to
 
     with logging_to(args.pop("log", None)):
         try:
@@ -155,9 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_stage(st: Stage, fn: Callable[..., Any], params_path: Path, args: dict[str, Any], argv: list[str]) -> int:
-    from pipeline.params import load_params
-    from pipeline.runtime import set_threads, under_torchrun
-    from pipeline.resolve import build_config
+    from pipeline.params.load import load_params
+    from pipeline.run.runtime import set_threads, under_torchrun
+    from pipeline.params.resolve import build_config
 
     params = load_params(params_path)
     cfg = build_config(st, params, {w: args[w] for w in st.wildcards})
@@ -167,7 +169,7 @@ def _run_stage(st: Stage, fn: Callable[..., Any], params_path: Path, args: dict[
     set_threads(runtime.threads if runtime is not None else 1)
     held = None
     if runtime is not None and not under_torchrun():  # a stage that computes on the device: its own GPU(s)
-        from pipeline.gpus import claim_for_job
+        from pipeline.run.gpus import claim_for_job
 
         nproc = runtime.nproc if st.gpus else 1
         held = claim_for_job(str(runtime.device), nproc)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from pipeline.data.sampling import Dist
-from pipeline.distributed import any_rank
+from pipeline.run.distributed import any_rank
 from pipeline.io import load_torch, save_torch
 
 PACKAGE_DIR = Path(__file__).resolve().parent

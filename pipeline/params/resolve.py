@@ -1,7 +1,7 @@
 """A job's config: the values of the keys its stage declares, per-run overrides merged in.
 
-Code every stage runs (through pipeline/cli.py), so unlike the declarations in
-pipeline/stage_table.py it is among every stage's code dependencies: a change
+Code every stage runs (through pipeline/drivers/cli.py), so unlike the declarations in
+pipeline/drivers/stage_table.py it is among every stage's code dependencies: a change
 here may change what any stage computes.
 """
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import typing
 from typing import Any, Mapping
 
-from pipeline.config import build
-from pipeline.stage_table import Each, Stage, expand, lookup
+from pipeline.params.configs import build
+from pipeline.drivers.stage_spec import Each, Stage, expand, lookup
 
 
 def deep_merge(base: Any, override: Any) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.params import raise_problems, read_yaml, structure_problems
+from pipeline.params.load import raise_problems, read_yaml, structure_problems
 
 
 def apply_preset(*, preset: Path, params_path: Path = Path("params.yaml")) -> None:
@@ -18,7 +18,7 @@ def apply_preset(*, preset: Path, params_path: Path = Path("params.yaml")) -> No
     from ruamel.yaml import YAML
 
     from pipeline.io import atomic_path
-    from pipeline.resolve import deep_merge
+    from pipeline.params.resolve import deep_merge
 
     over = read_yaml(preset, "preset file")
     merged = deep_merge(read_yaml(params_path), over)

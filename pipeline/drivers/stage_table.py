@@ -5,11 +5,11 @@ function that runs it, how it fans out over datasets/runs, its input and
 output paths, and the parameter keys it reads (the fields of its config class,
 each tagged with its key in params.yaml). From this table:
 - `python -m pipeline <stage>` builds its options and hands the function a
-  config instance holding exactly the declared keys (pipeline/cli.py);
+  config instance holding exactly the declared keys (pipeline/drivers/cli.py);
 - the Snakefile defines one rule per stage (pipeline/drivers/snakemake.py);
 - dvc.yaml is generated (`python -m pipeline dvc_yaml`, pipeline/drivers/dvc.py);
 - both drivers list as code dependencies the import closure of the stage's
-  module (pipeline/codedeps.py).
+  module (pipeline/drivers/codedeps.py).
 
 Path templates use `{w}` for a fan-out wildcard and `{w.field}` for a field of
 the params entry the wildcard names (e.g. `{pipe.target}` is
@@ -20,128 +20,17 @@ stage reaches that stage's command, inputs, outputs and params, which the
 drivers compare themselves. So it is not listed among any stage's code
 dependencies (editing one stage's entry must not rerun the others). How a
 job's parameter values are resolved into its config is code, and lives in
-pipeline/resolve.py, which every stage depends on.
+pipeline/params/resolve.py, which every stage depends on.
 """
 from __future__ import annotations
 
-import dataclasses
-import itertools
-import re
-import shlex
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass
 
-from pipeline.config import (
+from pipeline.params.configs import (
     AnnRecipe, AnnRun, BaselineRun, DelaysData, DelaysNet, DelaysRecipe, DigitsParams, EsConvertParams,
     FinetuneRecipe, ModelParams, MotionParams, UcfConvertParams, PipelineRun, PretrainDataset, Recipe, Runtime, SnnParams, SynthParams,
 )
-
-# ---- declarations -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Key:
-    """A parameter a stage reads. `override`: a per-run block deep-merged over it when present.
-    `rerun` False: read but not a dependency, because it cannot change the outputs."""
-
-    path: str
-    override: str | None = None
-    rerun: bool = True
-
-
-def param(path: str, *, override: str | None = None, rerun: bool = True) -> Any:
-    """A config-class field read from `path` in params.yaml."""
-    return field(metadata={"key": Key(path, override, rerun)})
-
-
-RUNTIME_KEYS = ("device", "threads", "nproc", "amp")
-
-
-def runtime() -> Any:
-    """The Runtime block: four top-level keys."""
-    return field(metadata={"key": Key("", None, True), "keys": RUNTIME_KEYS})
-
-
-@dataclass(frozen=True)
-class Each:
-    """One job per key of a mapping (or item of a list) at `source`."""
-
-    wildcard: str
-    source: str
-
-
-@dataclass(frozen=True)
-class Matrix:
-    """One job per combination of the lists at the given paths."""
-
-    axes: tuple[tuple[str, str], ...]  # (wildcard, dotted path of a list)
-
-
-@dataclass(frozen=True)
-class In:
-    """An input path. `arg`: passed to the stage as --<name>. `root`: a dataset root the user provides
-    (unless a stage writes it), checked and explained before anything runs."""
-
-    path: str
-    arg: bool = True
-    root: bool = False
-
-
-@dataclass(frozen=True)
-class Gather:
-    """Every `output` of every job of `stage` (the report reads all runs)."""
-
-    stage: str
-    output: str
-
-
-@dataclass(frozen=True)
-class Out:
-    """An output. `cache` False: small, tracked by git (metrics, tables) instead of the DVC cache."""
-
-    path: str
-    dir: bool = False
-    cache: bool = True
-    metric: bool = False
-    arg: bool = True
-    caption: str | None = None  # Snakemake report: caption file under workflow/report/, category "Results"
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    run: str  # "module:function"
-    config: type
-    doc: str
-    fanout: Each | Matrix | None = None
-    inputs: Mapping[str, In | Gather] = field(default_factory=dict)
-    outputs: Mapping[str, Out] = field(default_factory=dict)
-    args: Mapping[str, str] = field(default_factory=dict)  # constant options
-    gpus: bool = False  # trains: one GPU per data-parallel process
-    drivers: tuple[str, ...] = ("snakemake", "dvc")
-
-    @property
-    def module(self) -> str:
-        return self.run.split(":")[0]
-
-    @property
-    def wildcards(self) -> list[str]:
-        if isinstance(self.fanout, Each):
-            return [self.fanout.wildcard]
-        if isinstance(self.fanout, Matrix):
-            return [w for w, _ in self.fanout.axes]
-        return []
-
-    @property
-    def log(self) -> str:
-        """Path template of the job's log (every stage writes one, under both drivers)."""
-        return f"logs/{self.name}/" + "_".join("{" + w + "}" for w in self.wildcards) + ".log" if self.wildcards \
-            else f"logs/{self.name}.log"
-
-    def keys(self) -> list[tuple[str, Key, tuple[str, ...]]]:
-        """(config field, key, top-level keys for the runtime block) of every declared parameter."""
-        return [(f.name, f.metadata["key"], f.metadata.get("keys", ())) for f in dataclasses.fields(self.config)]
-
+from pipeline.drivers.stage_spec import Each, Gather, In, Matrix, Out, Stage, param, runtime
 
 # ---- stage configs: the keys each stage reads ------------------------------------
 
@@ -264,7 +153,7 @@ DELAY_RUN_DIR = "{dataset}/{variant}/s{seed}"
 PARAMS_OK = "data/params.ok"
 
 STAGES: list[Stage] = [
-    Stage("check_params", "pipeline.preflight:check_params", CheckConfig,
+    Stage("check_params", "pipeline.params.preflight:check_params", CheckConfig,
           "Validate params.yaml (schema, names, data roots) before any stage runs; its output never changes.",
           inputs={"params_file": In("params.yaml", arg=False), "schema": In("workflow/schemas/params.schema.yaml", arg=False)},
           outputs={"out": Out(PARAMS_OK)},
@@ -365,7 +254,7 @@ STAGES: list[Stage] = [
 # CLI commands that are not pipeline stages: "module:function".
 COMMANDS: dict[str, str] = {
     "compare": "pipeline.report.compare:compare",
-    "apply_preset": "pipeline.presets:apply_preset",
+    "apply_preset": "pipeline.params.presets:apply_preset",
     "fetch_data": "pipeline.data.fetch_command:fetch_data",
     "dvc_yaml": "pipeline.drivers.dvc:write_dvc_yaml",
 }
@@ -379,87 +268,3 @@ def stage(name: str) -> Stage:
     return BY_NAME[name]
 
 
-# ---- resolving templates against parameters ---------------------------------------
-
-TEMPLATE = re.compile(r"\{([A-Za-z_]\w*)((?:\.\w+)*)\}")
-MISSING = object()
-
-
-def lookup(params: Mapping[str, Any], path: str, default: Any = MISSING) -> Any:
-    """The value at a dotted path ("delays.sets.synth.data"); `default` if absent (else KeyError)."""
-    node: Any = params
-    for part in path.split(".") if path else []:
-        if not isinstance(node, Mapping) or part not in node:
-            if default is MISSING:
-                raise KeyError(path)
-            return default
-        node = node[part]
-    return node
-
-
-def _field_of(st: Stage, params: Mapping[str, Any], wildcard: str, value: str, fields: list[str]) -> Any:
-    """Field `fields` of the params entry the wildcard names (`{pipe.target}`: pretrain.pipelines[pipe].target)."""
-    if not (isinstance(st.fanout, Each) and st.fanout.wildcard == wildcard):
-        raise KeyError(f"{st.name}: {{{wildcard}.{'.'.join(fields)}}} needs a fan-out Each('{wildcard}', ...)")
-    return lookup(lookup(params, st.fanout.source)[value], ".".join(fields))
-
-
-def expand(st: Stage, template: str, params: Mapping[str, Any], wildcards: Mapping[str, Any]) -> str:
-    """A path or key template with the job's wildcards (and the entries they name) filled in."""
-
-    def sub(m: re.Match) -> str:
-        name, rest = m.group(1), m.group(2)
-        if name not in wildcards:
-            raise KeyError(f"{st.name}: template {template!r} uses unknown wildcard '{name}'")
-        if not rest:
-            return str(wildcards[name])
-        return str(_field_of(st, params, name, str(wildcards[name]), rest.strip(".").split(".")))
-
-    return TEMPLATE.sub(sub, template)
-
-
-def jobs(st: Stage, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Wildcard values of every job of the stage under `params` (one empty dict without fan-out)."""
-    if isinstance(st.fanout, Each):
-        source = lookup(params, st.fanout.source)
-        return [{st.fanout.wildcard: k} for k in source]
-    if isinstance(st.fanout, Matrix):
-        names = [w for w, _ in st.fanout.axes]
-        lists = [lookup(params, path) for _, path in st.fanout.axes]
-        return [dict(zip(names, combo)) for combo in itertools.product(*lists)]
-    return [{}]
-
-
-def output_paths(st: Stage, name: str, params: Mapping[str, Any]) -> list[str]:
-    """The path of output `name` for every job of the stage."""
-    return [expand(st, st.outputs[name].path, params, w) for w in jobs(st, params)]
-
-
-def command(st: Stage, render: Callable[[str, str, str], str]) -> str:
-    """`python -m pipeline <stage> --option value ...`, the same for both drivers: wildcards, then the
-    inputs and outputs passed as arguments, then constant options. `render(kind, name, template)` gives a
-    driver's spelling of each value (kind: wildcard, input, output, log), which must quote it for the shell:
-    names are checked against a safe pattern first, and quoting keeps a path with spaces one argument."""
-    parts = ["python -m pipeline", st.name]
-    parts += [f"--{w} {render('wildcard', w, '{' + w + '}')}" for w in st.wildcards]
-    parts += [f"--{n} {render('input', n, i.path)}" for n, i in st.inputs.items() if isinstance(i, In) and i.arg]
-    parts += [f"--{n} {render('output', n, o.path)}" for n, o in st.outputs.items() if o.arg]
-    parts += [f"--{n} {shlex.quote(v)}" for n, v in st.args.items()]
-    parts.append(f"--log {render('log', 'log', st.log)}")
-    return " ".join(parts)
-
-
-def dependency_keys(st: Stage) -> list[str]:
-    """Key templates the stage's outputs depend on: declared keys, and the run entries holding overrides."""
-    out: list[str] = []
-    for _, key, top in st.keys():
-        if not key.rerun:
-            continue
-        for path in top or (key.path,):
-            if path not in out:
-                out.append(path)
-        if key.override:
-            entry = key.override.rsplit(".", 1)[0]
-            if entry not in out:
-                out.append(entry)
-    return out

@@ -5,7 +5,7 @@ shows a tqdm bar with its total and ETA. Otherwise, and under Snakemake
 (several jobs share one console: `--progress lines`), it prints one plain line
 every PLAIN_EVERY_S seconds, e.g.
 `delays_train synth/learned_delay/s0 epoch 3/12: 40%, 10/25 batches, 1.9 batch/s, ETA 8 s, loss 0.812 acc 71.5`.
-The stage's log file (pipeline/logs.py) gets those lines in either mode.
+The stage's log file (pipeline/run/logs.py) gets those lines in either mode.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from pipeline import logs
+from pipeline.run import logs
 
 MODES = ("auto", "bar", "lines")
 mode = "auto"  # set by the CLI's --progress

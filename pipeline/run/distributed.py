@@ -1,7 +1,7 @@
 """Data-parallel training with torch.distributed (DDP), one process per device.
 
 `params['nproc'] > 1` makes the CLI relaunch a training stage under torchrun
-(see pipeline/cli.py), so Snakemake and DVC keep running the same command.
+(see pipeline/drivers/cli.py), so Snakemake and DVC keep running the same command.
 Each process then trains in a function that calls `setup()` (gloo on CPU,
 nccl on CUDA, one GPU per local rank) and is decorated with
 `leaves_process_group`. The global batch size stays what params say: every global batch
@@ -23,7 +23,7 @@ import torch.distributed as dist
 from torch import nn
 
 from pipeline.data.sampling import Dist
-from pipeline.runtime import under_torchrun
+from pipeline.run.runtime import under_torchrun
 
 
 def setup(device: torch.device) -> tuple[Dist, torch.device]:

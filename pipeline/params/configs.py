@@ -2,7 +2,7 @@
 
 Stages never index the raw parameter dict. The CLI validates the whole file
 against workflow/schemas/params.schema.yaml, then hands each stage an instance
-of its config class (declared in pipeline/stage_table.py) holding exactly the
+of its config class (declared in pipeline/drivers/stage_table.py) holding exactly the
 keys the stage declares, so code reads `cfg.recipe.lr_positions`. Defaults live
 in params.yaml and the schema only: every field here is required.
 """

@@ -5,7 +5,7 @@ update, end-of-epoch evaluation and output files); `fit` owns everything
 around it:
 - resume: after every epoch the whole state (task state, every RNG state per
   process, the DVCLive history, best-so-far) goes to a ResumeState; a rerun
-  with the same fingerprint continues from there (pipeline/resume.py);
+  with the same fingerprint continues from there (pipeline/run/resume.py);
 - preemption: SIGUSR1 or SIGTERM (a cluster's notice before its time limit)
   saves the state at the current batch and exits with code 75; a rerun
   continues from that batch (the data order of the epoch is re-drawn from the
@@ -19,17 +19,18 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Protocol, Sized
+from pathlib import Path
+from typing import Any, Callable, Iterable, Protocol, Sized
 
 import torch
 
-from pipeline import distributed
+from pipeline.run import distributed
 from pipeline.data.sampling import Dist
-from pipeline.distributed import all_sum, any_rank
-from pipeline.errors import Preempted
-from pipeline.progress import Progress
-from pipeline.resume import KillSwitch, ResumeState, check_finite, rng_state, set_rng_state
-from pipeline.tracking import EpochLog
+from pipeline.run.distributed import all_sum, any_rank
+from pipeline.run.errors import Preempted
+from pipeline.run.progress import Progress
+from pipeline.run.resume import KillSwitch, ResumeState, check_finite, fingerprint, rng_state, set_rng_state
+from pipeline.run.tracking import EpochLog
 
 PREEMPT_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
 
@@ -167,6 +168,23 @@ def fit(task: Task, ctx: Context, *, epochs: int, select: str) -> Result:
     result.epochs = len(result.history)
     result.elapsed_s = result.history[-1].get("elapsed_s", 0.0) if result.history else 0.0  # timed on rank 0 only
     return result
+
+
+def fit_run(task: Task, *, dist: Dist, device: torch.device, generator: torch.Generator, name: str,
+            config: dict[str, Any], inputs: tuple[Path, ...], state_beside: Path, live: Path, resume: bool,
+            epochs: int, select: str, summary: Callable[[Result], dict[str, Any]]) -> dict[str, Any]:
+    """A training stage's run around `fit`, the same for both papers: resumption keyed by the run's config and
+    input files, DVCLive logging on rank 0 (`config`, then `summary(result)` once done), then the resume state
+    removed; returns the summary. `state_beside`: the checkpoint file or folder the resume state lives beside."""
+    resumer = ResumeState(state_beside, fingerprint(config, inputs, dist.world), enabled=resume,
+                          is_main=dist.is_main)
+    log = EpochLog(live, config) if dist.is_main else None
+    result = fit(task, Context(dist, device, resumer, log, generator, name), epochs=epochs, select=select)
+    done = summary(result)
+    if log is not None:
+        log.finish(done)
+    resumer.clear()
+    return done
 
 
 def _epoch(task: Task, ctx: Context, epoch: int, epochs: int, skip: int, partial: dict[str, Any] | None,

@@ -11,12 +11,12 @@ import functools
 from pathlib import Path
 
 PACKAGE = "pipeline"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # Every stage starts through these (`python -m pipeline <stage>`).
-ENTRY_MODULES = ("pipeline.__main__", "pipeline.cli")
+ENTRY_MODULES = ("pipeline.__main__", "pipeline.drivers.cli")
 # Data both drivers read directly; its effect on a stage is the stage's command, inputs, outputs and
-# params, which the drivers track themselves (see the module docstring of pipeline/stage_table.py).
-NOT_CODE_DEPS = ("pipeline/stage_table.py",)
+# params, which the drivers track themselves (see the module docstring of pipeline/drivers/stage_table.py).
+NOT_CODE_DEPS = ("pipeline/drivers/stage_table.py",)
 
 
 def module_file(module: str, repo: Path = REPO) -> Path:

@@ -1,7 +1,7 @@
 """Load and check parameter files: YAML syntax, the schema and the names runs refer to.
 
 Every CLI stage runs these checks on the file it is given; both drivers run
-them, plus the data-root check of pipeline/preflight.py, before any stage does
+them, plus the data-root check of pipeline/params/preflight.py, before any stage does
 work. A problem is one line naming the key (or file, line and column) and what
 is allowed.
 """
@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import jsonschema
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "params.schema.yaml"
 
 

@@ -1,5 +1,5 @@
 # Full reproduction: `snakemake --cores N` (default target: rule all). One rule per stage of the stage
-# table, pipeline/stage_table.py, from which dvc.yaml is generated too; rules run `python -m pipeline <stage>`.
+# table, pipeline/drivers/stage_table.py, from which dvc.yaml is generated too; rules run `python -m pipeline <stage>`.
 from snakemake.utils import min_version
 
 from pipeline.drivers import snakemake as stages
@@ -8,10 +8,10 @@ min_version("9.0")
 
 # params.yaml with the --configfile presets and --config values merged over it (as Snakemake merges them),
 # checked (schema, names, data roots: one line per problem, exit 2) and written for the stages to read.
-config.update(stages.resolve(config))
+config.update(stages.checked_config(config, presets=workflow.configfiles))
 
 
-include: "rules/stages.smk"
+include: "workflow/rules/stages.smk"
 
 
 rule all:
