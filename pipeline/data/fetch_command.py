@@ -4,14 +4,24 @@ The dataset is looked up by name in params.yaml (with `--preset` files merged
 over it, as Snakemake merges `--configfile` presets): paper B's
 delays.sets.<name>.data or paper A's pretrain.datasets.<name> give its format
 and root. SHD, SSC and GSC are downloaded (resumably, checksums verified);
-for the others the manual steps are printed.
+for the others the manual steps are printed on stdout (exit code 0).
+
+A network failure, a timeout or another fetch of the same dataset holding its
+lock is one `error:` line on stderr and exit code 1 (a rerun may succeed); bad
+input (an unknown dataset, a checksum mismatch) is exit code 2, as for every
+command.
 """
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+from pipeline.data.fetch import TIMEOUT_S
 from pipeline.params.load import ParamsError, raise_problems, read_yaml, structure_problems
+
+PRESETS_DIR = Path("workflow/presets")  # relative to the folder of the params file
 
 
 def dataset_entry(params: dict[str, Any], dataset: str) -> tuple[str, Path]:
@@ -26,16 +36,68 @@ def dataset_entry(params: dict[str, Any], dataset: str) -> tuple[str, Path]:
                       "a preset defines the papers' datasets: add --preset workflow/presets/<paper>.yaml")
 
 
-def fetch_data(dataset: str, *, params_path: Path = Path("params.yaml"), preset: list[Path] = [],  # noqa: B006
-               mirror: str | None = None, progress: bool = True) -> None:
-    """Download a dataset (SHD, SSC, GSC) into its configured root; print the manual steps for the others."""
-    from pipeline.data.fetch import fetch
+def presets_defining(dataset: str, params_path: Path, skip: Sequence[Path] = ()) -> list[Path]:
+    """The preset files beside the params file (workflow/presets/*.yaml) that define `dataset`,
+    as a path the user can type from here (relative when under the current folder)."""
+    folder = Path(params_path).parent / PRESETS_DIR
+    skipped = {p.resolve() for p in skip}
+    found = []
+    for path in sorted(folder.glob("*.yaml")):
+        if path.resolve() in skipped:
+            continue
+        try:
+            preset = read_yaml(path, "preset file")
+        except ValueError:  # a broken preset is reported when it is used, not here
+            continue
+        delays = ((preset.get("delays") or {}).get("sets") or {})
+        pretrain = ((preset.get("pretrain") or {}).get("datasets") or {})
+        if dataset in delays or dataset in pretrain:
+            found.append(_typable(path))
+    return found
+
+
+def fetch_data(dataset: str, *, params_path: Path = Path("params.yaml"),
+               preset: list[Path] = [],  # noqa: B006 (never mutated; a list type gives the CLI its nargs)
+               mirror: str | None = None, checksums: Path | None = None, timeout: float = TIMEOUT_S,
+               progress: bool = True) -> None:
+    """Download a dataset (SHD, SSC, GSC) into its configured root; print the manual steps for the others.
+    --mirror URL reads the files from URL/<file name>; --checksums FILE (md5sum/sha256sum output) replaces
+    the pinned and published checksums; --timeout SECONDS bounds each connection attempt and read."""
+    from pipeline.data.fetch import SOURCES, DatasetBusy, describe, fetch
     from pipeline.params.resolve import deep_merge
 
     params = read_yaml(params_path)
     for path in preset:
         params = deep_merge(params, read_yaml(path, "preset file"))
     raise_problems(structure_problems(params, source=" + ".join(map(str, [params_path, *preset]))))
-    fmt, root = dataset_entry(params, dataset)
-    files = fetch(fmt, root, mirror=mirror, progress=progress)
+    try:
+        fmt, root = dataset_entry(params, dataset)
+    except ParamsError:
+        defining = presets_defining(dataset, params_path, preset)
+        if not defining:
+            raise
+        options = " ".join(f"--preset {p}" for p in defining[:1])
+        also = f" (or {', '.join(map(str, defining[1:]))})" if defining[1:] else ""
+        raise ParamsError(f"{dataset} is defined in {defining[0]}{also}: add {options}") from None
+    if fmt in SOURCES and not SOURCES[fmt].files:  # instructions, not an error: there is nothing to fix
+        print(f"{dataset} cannot be downloaded automatically: follow these steps to put it at {root}.")
+        print(describe(fmt, dataset))
+        return
+    if timeout <= 0:
+        raise ValueError(f"--timeout {timeout:g}: expected a number of seconds above 0")
+    try:
+        files = fetch(fmt, root, mirror=mirror, progress=progress, timeout=timeout, checksums=checksums)
+    except (ConnectionError, DatasetBusy) as err:
+        if os.environ.get("PIPELINE_DEBUG"):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
     print(f"{dataset}: {len(files)} file(s) in {root}")
+
+
+def _typable(path: Path) -> Path:
+    """`path` relative to the current folder when it lies under it, else absolute."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path.resolve()

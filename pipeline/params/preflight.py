@@ -38,7 +38,7 @@ def missing_roots(params: Mapping[str, Any], presets: Sequence[str] = (), needed
                 continue
             fmt = expand(st, inp.path.replace(".root}", ".format}"), params, wildcards)
             name = next(iter(wildcards.values()))
-            hint = describe(fmt, name)
+            hint = describe(fmt, name, presets=presets)
             out.append(f"{root}: data root of dataset '{name}' ({fmt}) does not exist. {hint}")
     return out
 
