@@ -10,6 +10,8 @@ prints it as `error: ...`), so bad input never leaves a half-written output:
 """
 from __future__ import annotations
 
+import sys
+
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -100,3 +102,20 @@ def check_index(data: str | Path, dataset: str) -> None:
     indexed = index.get("dataset") if isinstance(index, dict) else None
     if indexed != dataset:
         raise ValueError(f"{data}: index of dataset '{indexed}', expected the index of '{dataset}'")
+
+
+class TooManyUnreadable(ValueError):
+    """More of a dataset's samples are unreadable than max_skipped_fraction allows."""
+
+
+def check_unreadable(skipped: list[str], total: int, max_fraction: float, where: str) -> None:
+    """The one rule for unreadable samples: each is skipped and counted; a warning line says how many (and the
+    first); more than `max_fraction` of `total` stops the stage (a corrupt copy of a dataset, not a few bad files)."""
+    if not skipped:
+        return
+    share = len(skipped) / max(total, 1)
+    message = (f"{len(skipped)} of {total} samples of {where} are unreadable ({100 * share:.2f} %), "
+               f"first: {skipped[0]}")
+    if share > max_fraction:
+        raise TooManyUnreadable(f"{message}; more than max_skipped_fraction {max_fraction} allows")
+    print(f"warning: {message}; skipped (max_skipped_fraction {max_fraction})", file=sys.stderr, flush=True)

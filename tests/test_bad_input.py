@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import h5py
 import numpy as np
@@ -27,6 +27,7 @@ import yaml
 from PIL import Image
 
 from pipeline.drivers.cli import main
+from pipeline.data.gsc import split_files
 from pipeline.data.prepared import load_split, save_split
 from pipeline.data.synth_shd import write_shd_file
 from pipeline.params.load import load_params
@@ -54,6 +55,19 @@ def write_shd(root: Path, n_classes: int, seed: int = 0, per_class: int = 4, uni
                     ds[i] = u.astype(units_dtype)
                 f.create_dataset("labels", data=labels.astype(labels_dtype))
     return root
+
+
+def _edit_sample(path: Path, key: str, i: int, change: Callable[[Any], Any]) -> None:
+    """Replace entry `i` of dataset `key` of an HDF5 file by change(entry)."""
+    with h5py.File(path, "a") as f:
+        f[key][i] = change(f[key][i])
+
+
+def _edit_file(path: Path, change: Callable[[bytes], bytes]) -> None:
+    path.write_bytes(change(path.read_bytes()))
+
+
+TRAIN_WAV = "up/00000002_nohash_0.wav"  # write_tiny_gsc: file 0 of a word is valid, 1 test, 2 train
 
 
 def write_images(root: Path, classes: dict[str, tuple[str, ...]] | tuple[str, ...] = ("a", "b", "c")) -> Path:
@@ -142,6 +156,23 @@ def ws(tmp_path_factory) -> Path:
         (bad / "gsc_no_words" / name).write_text("")
     shutil.copytree(ws / "raw/gsc", bad / "gsc_empty_test")
     (bad / "gsc_empty_test/testing_list.txt").write_text("")
+    write_shd(bad / "shd_test_label_99", 10)  # 10 classes, and a test sample labelled 99
+    _edit_sample(bad / "shd_test_label_99/shd_test.h5", "labels", 3, lambda _: 99)
+    write_shd(bad / "shd_train_label_99", 10)  # train numbers its 10 classes 0..8 and 99
+    for i in range(36, 40):  # the samples of class 9
+        _edit_sample(bad / "shd_train_label_99/shd_train.h5", "labels", i, lambda _: 99)
+    for name, value in (("1e6", 1e6), ("negative", -0.5), ("nan", np.nan)):
+        write_shd(bad / f"shd_time_{name}", 2)
+        _edit_sample(bad / f"shd_time_{name}/shd_test.h5", "spikes/times", 1,
+                     lambda t, v=value: np.r_[t[:7], v, t[8:]])
+    for name, damage in (("zero_byte", lambda b: b""), ("truncated", lambda b: b[: len(b) // 2]),
+                         ("not_wav", lambda b: b"not a wav\n")):
+        shutil.copytree(ws / "raw/gsc", bad / f"gsc_{name}")
+        _edit_file(bad / f"gsc_{name}" / TRAIN_WAV, damage)
+    shutil.copytree(ws / "raw/gsc", bad / "gsc_three_unreadable")  # one damaged wav in each split
+    for rel, damage in ((TRAIN_WAV, lambda b: b""), ("down/00000000_nohash_0.wav", lambda b: b[:-1000]),
+                        ("yes/00000001_nohash_0.wav", lambda b: b"RIFF")):
+        _edit_file(bad / "gsc_three_unreadable" / rel, damage)
     shutil.copytree(ws / "prep/shd4", bad / "prep_empty_valid")
     valid = load_split(ws / "prep/shd4/valid")
     shutil.rmtree(bad / "prep_empty_valid/valid")
@@ -249,6 +280,39 @@ CASES: dict[str, tuple[Change | None, list, str]] = {
     # unreadable samples beyond max_skipped_fraction (0.001): found by the index before training, and by training
     "index-corrupt-image": (_pretrain("digits", root=f"{B}/img_corrupt"), index("digits"), r"1 of 18 samples of dataset 'digits' \(.*img_corrupt\) are unreadable \(5.56 %\), first: .*train/b/1.png: .*; more than max_skipped_fraction 0.001 allows"),
     "ann-corrupt-image": (None, training("pretrain_ann", "digits", f"{B}/img_corrupt"), r"1 of 18 samples of dataset 'digits' are unreadable \(5.56 %\), first: .*train/b/1.png"),
+    # samples that cannot be right: labels outside the train file's classes, spike times outside the recording
+    "prepare-shd-test-label-99": (
+        _delays("shd4", root=f"{B}/shd_test_label_99"), prepare("shd4"),
+        r"shd_test_label_99/shd_test.h5: sample 3 has label 99, outside the classes 0..9 "
+        r"\(shd_train.h5 holds 10 distinct labels, expected numbered from 0\)$"),
+    "prepare-shd-train-label-99": (
+        _delays("shd4", root=f"{B}/shd_train_label_99"), prepare("shd4"),
+        r"shd_train_label_99/shd_train.h5: sample 36 has label 99, outside the classes 0..9 "
+        r"\(shd_train.h5 holds 10 distinct labels"),
+    "prepare-shd-spike-time-1e6": (
+        _delays("shd4", root=f"{B}/shd_time_1e6"), prepare("shd4"),
+        r"shd_time_1e6/shd_test.h5: sample 1 has spike time 1e\+06 s, outside the recording "
+        r"\(0 to 5.0 s; expected seconds from its start\)$"),
+    "prepare-shd-spike-time-negative": (
+        _delays("shd4", root=f"{B}/shd_time_negative"), prepare("shd4"),
+        r"shd_time_negative/shd_test.h5: sample 1 has spike time -0.5 s, outside the recording"),
+    "prepare-shd-spike-time-nan": (
+        _delays("shd4", root=f"{B}/shd_time_nan"), prepare("shd4"),
+        r"shd_time_nan/shd_test.h5: sample 1 has spike time nan s, outside the recording"),
+    # unreadable wav files: one of 9 is more than max_skipped_fraction 0.001 allows
+    "prepare-gsc-zero-byte-wav": (
+        _delays("gsc", root=f"{B}/gsc_zero_byte"), prepare("gsc"),
+        r"^error: 1 of 9 samples of dataset 'gsc' \(.*gsc_zero_byte\) are unreadable \(11.11 %\), first: "
+        r".*gsc_zero_byte/up/00000002_nohash_0.wav: not a readable wav file \(Format not recognised.\); "
+        r"more than max_skipped_fraction 0.001 allows$"),
+    "prepare-gsc-truncated-wav": (
+        _delays("gsc", root=f"{B}/gsc_truncated"), prepare("gsc"),
+        r"1 of 9 samples of dataset 'gsc' .* first: .*gsc_truncated/up/00000002_nohash_0.wav: truncated wav "
+        r"file \(\d+ bytes of its audio data missing\); more than max_skipped_fraction 0.001"),
+    "prepare-gsc-not-a-wav": (
+        _delays("gsc", root=f"{B}/gsc_not_wav"), prepare("gsc"),
+        r"1 of 9 samples of dataset 'gsc' .* first: .*gsc_not_wav/up/00000002_nohash_0.wav: not a readable "
+        r"wav file \(.*\); more than max_skipped_fraction 0.001"),
     # empty splits
     "prepare-shd-empty-test": (_delays("shd4", root=f"{B}/shd_empty_test"), prepare("shd4"), r"the test split of dataset 'shd4' is empty \(shd_test.h5 holds no samples\)"),
     "prepare-gsc-empty-test": (_delays("gsc", root=f"{B}/gsc_empty_test"), prepare("gsc"), r"the test split of dataset 'gsc' is empty \(testing_list.txt holds no samples\)"),
@@ -327,3 +391,78 @@ def test_the_real_process_prints_one_line_and_exits_2(case: str, ws: Path, tmp_p
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     assert re.search(expected, lines[0])
     assert _leftovers(out_dir) == []
+
+
+def _driver_command(tmp_path: Path, params: dict, dataset: str) -> list[str]:
+    """delays_prepare exactly as Snakemake's rule runs it (DVC's reads params.yaml without --params)."""
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    driver_options = ["--params", "params.yaml", "--progress", "lines"]
+    return [sys.executable, "-m", "pipeline", *driver_options, "delays_prepare", "--dataset", dataset,
+            "--out", "out/prepared", "--log", "logs/delays_prepare.log"]
+
+
+def _limit_memory() -> None:
+    """8 GiB of address space (torch maps about 5): a runaway allocation fails at once instead of filling
+    the shared machine."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+
+
+DRIVER_CASES = ["prepare-shd-test-label-99", "prepare-shd-spike-time-1e6", "prepare-gsc-zero-byte-wav"]
+
+
+@pytest.mark.parametrize("case", DRIVER_CASES)
+def test_prepare_run_by_a_driver_stops_with_one_line(case: str, ws: Path, tmp_path: Path) -> None:
+    """Bad samples stop delays_prepare run as a driver runs it: exit 2, the one error line on stderr and in
+    the log, no output; memory stays bounded (a spike time of 1e6 s once asked for frames of 257 GiB)."""
+    change, _, expected = CASES[case]
+    params = tiny_params(ws)
+    change(params, ws)
+    dataset = "gsc" if "gsc" in case else "shd4"
+    env = {k: v for k, v in os.environ.items() if k != "PIPELINE_DEBUG"}
+    proc = subprocess.run(_driver_command(tmp_path, params, dataset), cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, env=env, preexec_fn=_limit_memory)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and re.search(expected, lines[0]), proc.stderr
+    assert lines[0] in (tmp_path / "logs/delays_prepare.log").read_text().splitlines()
+    assert _leftovers(tmp_path / "out") == []
+
+
+def test_prepare_skips_unreadable_wavs_within_max_skipped_fraction(ws: Path, tmp_path: Path) -> None:
+    """Unreadable wavs up to max_skipped_fraction are skipped: named in a warning line and in each split's
+    metadata, left out of the prepared splits; the other samples are prepared as from an intact copy."""
+    params = tiny_params(ws)
+    _delays("gsc", root=f"{B}/gsc_three_unreadable")(params, ws)
+    params["max_skipped_fraction"] = 0.5
+    env = {k: v for k, v in os.environ.items() if k != "PIPELINE_DEBUG"}
+    proc = subprocess.run(_driver_command(tmp_path, params, "gsc"), cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, env=env, preexec_fn=_limit_memory)
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and re.fullmatch(
+        r"warning: 3 of 9 samples of dataset 'gsc' \(.*gsc_three_unreadable\) are unreadable \(33.33 %\), "
+        r"first: .*/up/00000002_nohash_0.wav: not a readable wav file \(Format not recognised.\); "
+        r"skipped \(max_skipped_fraction 0.5\)", warnings[0]), warnings
+    assert warnings[0] in (tmp_path / "logs/delays_prepare.log").read_text().splitlines()
+    intact = _prepare_in_process(ws, tmp_path / "intact")
+    for split, bad_wav in (("train", TRAIN_WAV), ("valid", "down/00000000_nohash_0.wav"),
+                           ("test", "yes/00000001_nohash_0.wav")):
+        got, ref = load_split(tmp_path / "out/prepared" / split), load_split(intact / split)
+        [reason] = got.meta["unreadable"]
+        assert reason.startswith(str(ws / "bad/gsc_three_unreadable" / bad_wav) + ": ")
+        assert len(got) == got.meta["n_samples"] == len(ref) - 1 == 2
+        keep = [i for i, (rel, _) in enumerate(split_files(ws / "raw/gsc")[0][split]) if rel != bad_wav]
+        kept = ref.subset(keep)
+        assert got.labels.tolist() == kept.labels.tolist()
+        np.testing.assert_array_equal(got.frames, kept.frames)  # bit-identical: the batch keeps its size
+    assert "truncated wav file" in load_split(tmp_path / "out/prepared/valid").meta["unreadable"][0]
+
+
+def _prepare_in_process(ws: Path, out: Path) -> Path:
+    params = tiny_params(ws)
+    (out.parent / "intact.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert cli(out.parent / "intact.yaml", "delays_prepare", "--dataset", "gsc", "--out", out) == 0
+    assert load_split(out / "train").meta["unreadable"] == []
+    return out

@@ -169,8 +169,10 @@ def test_gsc_layout_and_features(tmp_path):
     np.testing.assert_array_equal(w_long, raw_long[:16000])
     with gsc.FeatureWorkers(1) as workers:
         chunks = list(workers.chunks(tmp_path, files["train"]))
-    assert len(chunks) == 1 and chunks[0].shape == (4, 101, 140) and chunks[0].dtype == np.float32
-    frames = chunks[0].reshape(-1, 140)
+    assert len(chunks) == 1 and chunks[0].features.shape == (4, 101, 140)
+    assert chunks[0].features.dtype == np.float32
+    assert chunks[0].readable.tolist() == [True] * 4 and chunks[0].unreadable == []
+    frames = chunks[0].features.reshape(-1, 140)
     feat = gsc.LogMel()(torch.from_numpy(w_long)[None])[0]
     np.testing.assert_allclose(frames[:101], feat.numpy(), rtol=1e-4, atol=1e-2)  # train order: no/2 (1.2 s), no/3, ...
     assert np.isfinite(frames).all()
@@ -215,3 +217,70 @@ def test_shd_binning_equals_the_per_sample_loop(monkeypatch):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(shd.DataFormatError, match="more than 32767 spikes in one bin"):
         shd.bin_events([np.zeros(32768, np.float32)], [np.zeros(32768, np.uint16)], 10)
+
+
+def test_spike_times_outside_the_recording_stop_before_any_frame(tmp_path):
+    """A time past MAX_SPIKE_TIME_S (wrong units, garbage), negative or NaN stops with file, sample and value,
+    before frames up to that time are allocated; the bound itself is a valid time."""
+    past_the_end = shd.MAX_SPIKE_TIME_S + 0.01
+    for value, shown in ((1e6, r"1e\+06"), (-0.5, "-0.5"), (np.nan, "nan"), (past_the_end, "5.01")):
+        times = [np.float32([0.1]), np.float32([0.2, value, 0.3])]
+        message = rf"^x.h5: sample 1 has spike time {shown} s, outside the recording \(0 to 5.0 s; " \
+                  rf"expected seconds from its start\)$"
+        with pytest.raises(shd.DataFormatError, match=message):
+            shd.bin_events(times, [np.uint16([1]), np.uint16([1, 2, 3])], 10, source="x.h5")
+    path = write_h5(tmp_path / "shd_test.h5", [[0.1], [0.2, 1e6]], [[1], [1, 2]], [0, 1])
+    with pytest.raises(shd.DataFormatError, match=r"shd_test.h5: sample 1 has spike time 1e\+06 s"):
+        load_frames(path, 10, samples_per_read=1)  # numbered in the file, not in the read
+    frames, lengths = shd.bin_events([np.float32([0.0, shd.MAX_SPIKE_TIME_S])], [np.uint16([0, 1])], 10)
+    assert lengths.tolist() == [501] and frames.sum() == 2
+
+
+def test_class_count_is_the_training_files_and_bounds_every_label(tmp_path):
+    opened: list[shd.SpikeFile] = []
+
+    def files(train_labels, test_labels):
+        root = tmp_path / str(len(opened))
+        root.mkdir()
+        for split, labels in (("train", train_labels), ("test", test_labels)):
+            write_h5(root / f"shd_{split}.h5", [[0.1]] * len(labels), [[1]] * len(labels), labels)
+        opened.extend(shd.SpikeFile(root / f"shd_{split}.h5") for split in ("train", "test"))
+        return dict(zip(("train", "test"), opened[-2:]))
+
+    assert shd.class_count(files(list(range(10)) * 2, [9, 0, 3])) == 10  # test may hold fewer classes
+    message = r"^\S*shd_test.h5: sample 3 has label 99, outside the classes 0..9 \(shd_train.h5 holds 10 " \
+              r"distinct labels, expected numbered from 0\)$"
+    with pytest.raises(shd.DataFormatError, match=message):
+        shd.class_count(files(list(range(10)), [0, 1, 2, 99, 4]))
+    gap = r"shd_train.h5: sample 2 has label 3, outside the classes 0..2"
+    with pytest.raises(shd.DataFormatError, match=gap):
+        shd.class_count(files([0, 1, 3, 0], [0, 1]))  # a gap: class 2 has no training sample
+    for f in opened:
+        f.close()
+
+
+def test_unreadable_wavs_are_told_from_wrong_ones(tmp_path):
+    """Empty, truncated and foreign files are UnreadableWav (skipped and counted by delays_prepare); a
+    readable wav of another sample rate is a plain ValueError (it stops the stage)."""
+    import soundfile as sf
+
+    wav = (0.1 * np.sin(np.arange(12001) / 5)).astype(np.float32)
+    sf.write(str(tmp_path / "good.wav"), wav, gsc.SAMPLE_RATE, subtype="PCM_16")
+    data = (tmp_path / "good.wav").read_bytes()
+    np.testing.assert_allclose(gsc.read_wav(tmp_path / "good.wav")[:12001], wav, atol=1e-4)
+    damaged = {"empty": (b"", r"not a readable wav file \(Format not recognised.\)$"),
+               "header": (data[:30], r"not a readable wav file \("),
+               "half": (data[:-1000], r"truncated wav file \(1000 bytes of its audio data missing\)$"),
+               "text": (b"not a wav\n", r"not a readable wav file \(")}
+    for name, (content, message) in damaged.items():
+        (tmp_path / f"{name}.wav").write_bytes(content)
+        with pytest.raises(gsc.UnreadableWav, match=rf"^\S*{name}.wav: {message}"):
+            gsc.read_wav(tmp_path / f"{name}.wav")
+    # a chunk after the audio does not make a complete file look truncated
+    (tmp_path / "list.wav").write_bytes(data[:4] + (len(data) + 12 - 8).to_bytes(4, "little") + data[8:]
+                                        + b"LIST" + (4).to_bytes(4, "little") + b"INFO")
+    np.testing.assert_array_equal(gsc.read_wav(tmp_path / "list.wav"), gsc.read_wav(tmp_path / "good.wav"))
+    sf.write(str(tmp_path / "8k.wav"), wav, 8000)
+    with pytest.raises(ValueError, match="sample rate 8000 Hz, expected 16000 Hz") as err:
+        gsc.read_wav(tmp_path / "8k.wav")
+    assert not isinstance(err.value, gsc.UnreadableWav)

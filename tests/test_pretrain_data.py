@@ -121,7 +121,7 @@ def test_es_ucf101_converter_and_loader(tmp_path):
 
 
 def test_unreadable_samples_are_counted_with_a_warning_up_to_the_allowed_share(capsys):
-    from pipeline.data.batching import TooManyUnreadable, check_unreadable
+    from pipeline.checks import TooManyUnreadable, check_unreadable
 
     check_unreadable(["a.png: OSError: bad"], 1000, 0.001, "dataset 'x'")
     assert capsys.readouterr().err.strip() == ("warning: 1 of 1000 samples of dataset 'x' are unreadable (0.10 %), "

@@ -95,7 +95,7 @@ def test_a_stage_sees_only_its_declared_keys() -> None:
     params = load_params(REPO / "params.yaml")
     prepare = next(s for s in STAGES if s.name == "delays_prepare")
     cfg = build_config(prepare, params, {"dataset": "synth"})
-    assert [f.name for f in dataclasses.fields(cfg)] == ["data"]
+    assert [f.name for f in dataclasses.fields(cfg)] == ["data", "max_skipped_fraction"]
     assert not hasattr(cfg.data, "dropout")  # training keys live under delays.sets.<set>.train
 
 

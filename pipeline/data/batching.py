@@ -11,7 +11,6 @@ bits); pipeline/data/device_transforms.py turns them into floats on the device.
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -70,18 +69,3 @@ def materialize(ds: Dataset) -> tuple[CachedDataset, list[str]]:
     return CachedDataset(torch.stack(xs), torch.as_tensor(ys, dtype=torch.long), input_spec_of(ds)), skipped
 
 
-class TooManyUnreadable(ValueError):
-    """More of a dataset's samples are unreadable than max_skipped_fraction allows."""
-
-
-def check_unreadable(skipped: list[str], total: int, max_fraction: float, where: str) -> None:
-    """The one rule for unreadable samples: each is skipped and counted; a warning line says how many (and the
-    first); more than `max_fraction` of `total` stops the stage (a corrupt copy of a dataset, not a few bad files)."""
-    if not skipped:
-        return
-    share = len(skipped) / max(total, 1)
-    message = (f"{len(skipped)} of {total} samples of {where} are unreadable ({100 * share:.2f} %), "
-               f"first: {skipped[0]}")
-    if share > max_fraction:
-        raise TooManyUnreadable(f"{message}; more than max_skipped_fraction {max_fraction} allows")
-    print(f"warning: {message}; skipped (max_skipped_fraction {max_fraction})", file=sys.stderr, flush=True)

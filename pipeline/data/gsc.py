@@ -10,7 +10,9 @@ Features follow the DCLS reference: pad/cut to 1 s, resample 16 kHz -> 8 kHz,
 power spectrogram (n_fft 256, hop 80), 140 mel bands from 50 Hz, to dB,
 transposed to (time, mel). Features are computed in chunks of FEATURE_CHUNK
 files by worker processes (`FeatureWorkers`) and handed over in order: memory
-holds a few chunks, and the values do not depend on the worker count.
+holds a few chunks, and the values do not depend on the worker count. An
+unreadable file (empty, truncated, not a wav) is left out and named, for
+delays_prepare to count under max_skipped_fraction.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import warnings
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import soundfile as sf
@@ -73,18 +75,45 @@ def split_files(root: str | Path) -> tuple[dict[str, list[tuple[str, int]]], lis
     return out, classes
 
 
+class UnreadableWav(ValueError):
+    """A wav file that cannot be decoded (empty, truncated, not a wav): its sample is skipped and counted."""
+
+
 def read_wav(path: str | Path) -> np.ndarray:
     """Mono float32 waveform at 16 kHz, padded with zeros or cut to exactly 1 s."""
     try:
         wav, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as err:
-        raise ValueError(f"{path}: not a readable wav file ({err})") from err
+        reason = getattr(err, "error_string", None) or err  # libsndfile's reason, without the path again
+        raise UnreadableWav(f"{path}: not a readable wav file ({reason})") from err
+    missing = _missing_data_bytes(path)
+    if missing:
+        raise UnreadableWav(f"{path}: truncated wav file ({missing} bytes of its audio data missing)")
     if sr != SAMPLE_RATE:
         raise ValueError(f"{path}: sample rate {sr} Hz, expected {SAMPLE_RATE} Hz (GSC v0.02)")
     wav = wav.mean(axis=1)
     out = np.zeros(SAMPLE_RATE, dtype=np.float32)
     out[: min(len(wav), SAMPLE_RATE)] = wav[:SAMPLE_RATE]
     return out
+
+
+def _missing_data_bytes(path: str | Path) -> int:
+    """Bytes that a RIFF wav's data chunk declares beyond the end of the file (0 when complete, or when the
+    size is left open as streaming writers do). libsndfile reads a cut data chunk without complaint, so a
+    truncated file would otherwise pass as a shorter recording padded with silence."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(12)
+        if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return 0  # another container that libsndfile decoded: it checks its own sizes
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk_id, declared = f.read(4), int.from_bytes(f.read(4), "little")
+            if chunk_id == b"data":
+                return 0 if declared in (0, 0xFFFFFFFF) else max(0, pos + 8 + declared - size)
+            pos += 8 + declared + (declared & 1)  # chunks are padded to even sizes
+    return 0
 
 
 class LogMel(torch.nn.Module):
@@ -106,6 +135,15 @@ class LogMel(torch.nn.Module):
         return self.to_db(self.mel(self.resample(wav))).transpose(1, 2).contiguous()
 
 
+class FeatureChunk(NamedTuple):
+    """Features of one chunk of wav files: the readable ones' features, which files those are, and why the
+    others could not be read."""
+
+    features: np.ndarray  # (readable files, 101, 140) float32, in the chunk's order
+    readable: np.ndarray  # (files of the chunk,) bool
+    unreadable: list[str]  # "path: reason" of each unreadable file, in order
+
+
 class FeatureWorkers:
     """Worker processes computing log-mel features: one per usable CPU by default, one torch thread each.
 
@@ -117,10 +155,10 @@ class FeatureWorkers:
         self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_start_worker)
 
-    def chunks(self, root: str | Path, items: list[tuple[str, int]]) -> Iterator[np.ndarray]:
+    def chunks(self, root: str | Path, items: list[tuple[str, int]]) -> Iterator[FeatureChunk]:
         """Features of the wav files `items` (relative path, label) in chunks of FEATURE_CHUNK files, in
-        order, each (n, 101, 140) float32. The chunk boundaries do not depend on the worker count, so
-        neither do the values; a few chunks are computed ahead of the consumer, no more."""
+        order (unreadable files left out and named). The chunk boundaries do not depend on the worker
+        count, so neither do the values; a few chunks are computed ahead of the consumer, no more."""
         paths = [str(Path(root) / rel) for rel, _ in items]
         pending: deque[Future] = deque()
         for start in range(0, len(paths), FEATURE_CHUNK):
@@ -146,8 +184,18 @@ def _start_worker() -> None:
     _worker_logmel = LogMel()
 
 
-def _chunk_features(paths: list[str]) -> np.ndarray:
-    """(len(paths), 101, 140) float32 features of some wav files (run in a FeatureWorkers process)."""
+def _chunk_features(paths: list[str]) -> FeatureChunk:
+    """Features of some wav files (run in a FeatureWorkers process)."""
     assert _worker_logmel is not None, "run in a FeatureWorkers process"
-    wav = torch.from_numpy(np.stack([read_wav(p) for p in paths]))
-    return _worker_logmel(wav).numpy()
+    wavs = np.zeros((len(paths), SAMPLE_RATE), np.float32)
+    readable = np.ones(len(paths), bool)
+    unreadable: list[str] = []
+    for i, path in enumerate(paths):
+        try:
+            wavs[i] = read_wav(path)
+        except UnreadableWav as err:
+            readable[i] = False
+            unreadable.append(str(err))
+    # Unreadable files stay in the batch as silence and are dropped afterwards: float sums depend on the
+    # batch size, so the other files' features are the same as in an intact copy of the dataset.
+    return FeatureChunk(_worker_logmel(torch.from_numpy(wavs)).numpy()[readable], readable, unreadable)

@@ -31,6 +31,13 @@ CHUNK = 2048  # at most this many samples binned per pass
 INT32_INDEX_LIMIT = np.iinfo(np.int32).max  # chunks with fewer output cells index them in int32
 EVENTS_PER_CHUNK = 1 << 17  # events per pass: its arrays stay in cache (about 1.5x faster than 2048 samples a pass)
 READ_SAMPLES = 1024  # samples read from a file at a time (SSC: about 50 MB of events)
+# The recording a spike must fall in. The files state no length and binning runs to each sample's own last
+# spike, so this bound only tells seconds of a real recording from wrong units (ms, us) or garbage, which
+# would otherwise ask for frames up to that time (1e6 s: a 257 GiB allocation). SHD's digits last up to
+# about 1.4 s, SSC's commands 1 s (Speech Commands clips); 5 s leaves room for any real sample and keeps a
+# sample's frames small (500 rows at 10 ms). A time outside stops the stage: it means the file's times are not
+# seconds of such a recording, a fault of the whole converted file rather than one damaged sample.
+MAX_SPIKE_TIME_S = 5.0
 T = TypeVar("T")
 
 
@@ -128,6 +135,24 @@ def read_events(path: str | Path) -> tuple[list[np.ndarray], list[np.ndarray], n
         return *f.events(0, len(f)), f.labels
 
 
+def class_count(files: dict[str, SpikeFile]) -> int:
+    """The number of classes of a set of official files (train, [valid,] test), checked against every label.
+
+    The files declare no class count (SHD has 20, SSC 35, the embedded set its own), so the training file
+    declares it: its C distinct labels must be the classes 0..C-1, and every label of every file must be below
+    C. A label past that (a gap in train's numbering, or a test class train never shows) would otherwise widen
+    the classifier to the largest label + 1 outputs, some of them classes without a training sample."""
+    n = len(np.unique(files["train"].labels))
+    for f in files.values():  # train first (SPLIT_FILES' order): a gap in its numbering is reported there
+        bad = np.flatnonzero(f.labels >= n)
+        if bad.size:
+            i = int(bad[0])
+            raise DataFormatError(f"{f.path}: sample {i} has label {int(f.labels[i])}, outside the classes "
+                                  f"0..{n - 1} ({files['train'].path.name} holds {n} distinct labels, "
+                                  f"expected numbered from 0)")
+    return n
+
+
 def _check_dtypes(path: Path, f: h5py.File) -> None:
     """Per-sample variable-length float times and integer units, and one integer label per sample;
     anything else (e.g. float unit ids, padded 2-D arrays) would be binned silently into wrong frames."""
@@ -222,9 +247,10 @@ def _chunk_indices(
         j = int(np.flatnonzero((u < 0) | (u >= n_units))[0])
         raise DataFormatError(f"{source}: sample {sample_of(j)} has channel id {int(u[j])} out of range 0..{n_units - 1}")
     t_max = t.max()
-    if not (t.min() >= 0 and t_max < np.inf):  # also false for NaN
-        j = int(np.flatnonzero(~np.isfinite(t) | (t < 0))[0])
-        raise DataFormatError(f"{source}: sample {sample_of(j)} has spike time {t[j]} (expected seconds >= 0)")
+    if not (t.min() >= 0 and t_max <= MAX_SPIKE_TIME_S):  # also false for NaN
+        j = int(np.flatnonzero(~((t >= 0) & (t <= MAX_SPIKE_TIME_S)))[0])
+        raise DataFormatError(f"{source}: sample {sample_of(j)} has spike time {t[j]!s} s, outside the "
+                              f"recording (0 to {MAX_SPIKE_TIME_S} s; expected seconds from its start)")
     # Bin = floor(t/dt + eps) in float64; the epsilon keeps e.g. 0.03 s / 0.01 s in bin 3 despite float error.
     # t >= 0, so truncation by astype is the floor. In place to save passes over the events.
     x = t.astype(np.float64)

@@ -52,7 +52,7 @@ def prepare(stage_cfg: DelaysPrepareConfig, *, dataset: str, out: Path) -> None:
     if cfg.format in ("shd", "ssc"):
         _prepare_spikes(cfg, dataset, meta, out)
     elif cfg.format == "gsc":
-        _prepare_gsc(cfg, dataset, meta, out)
+        _prepare_gsc(cfg, dataset, meta, out, stage_cfg.max_skipped_fraction)
     else:
         raise ParamsError(f"unknown format '{cfg.format}' (allowed: shd, ssc, gsc)")
 
@@ -85,8 +85,8 @@ def _prepare_spikes(cfg: DelaysData, dataset: str, meta: dict[str, Any], out: Pa
             meta["valid_from_train"] = {"fraction": cfg.valid_fraction, "seed": cfg.valid_seed}
         sizes = {split: int(take.sum()) for route in routes.values() for split, take in route.items()}
         _check_not_empty(sizes, cfg, dataset)
-        meta.update(pool=cfg.pool, n_units=cfg.n_channels,
-                    n_classes=max(int(f.labels.max()) for f in sources.values()) + 1)  # labels are 0..n-1
+        # the training file's classes; a label outside them stops here, before anything is written
+        meta.update(pool=cfg.pool, n_units=cfg.n_channels, n_classes=shd.class_count(sources))
         n_out = shd.pooled_channels(cfg.n_channels, cfg.pool)
         with atomic_dir(out) as tmp:
             for name, source in sources.items():
@@ -111,9 +111,13 @@ def _bin_into(source: Any, routes: dict[str, np.ndarray], writers: dict[str, Any
         start = stop
 
 
-def _prepare_gsc(cfg: DelaysData, dataset: str, meta: dict[str, Any], out: Path) -> None:
-    """GSC: log-mel features computed in chunks by worker processes, written in order."""
+def _prepare_gsc(cfg: DelaysData, dataset: str, meta: dict[str, Any], out: Path,
+                 max_skipped_fraction: float) -> None:
+    """GSC: log-mel features computed in chunks by worker processes, written in order. Unreadable wav files
+    follow the one rule of every stage (pipeline/data/batching.py): skipped, named in each split's metadata
+    ("unreadable") and in a warning line; more than max_skipped_fraction of the dataset stops the stage."""
     from pipeline.data import gsc
+    from pipeline.checks import check_unreadable
     from pipeline.data.store import StoreWriter
 
     if cfg.time_step_ms != 10 or cfg.n_channels != gsc.N_MELS or cfg.pool != 1:
@@ -122,14 +126,25 @@ def _prepare_gsc(cfg: DelaysData, dataset: str, meta: dict[str, Any], out: Path)
     files, classes = gsc.split_files(cfg.root)
     _check_not_empty({split: len(files[split]) for split in SPLITS}, cfg, dataset)
     meta.update(classes=classes, n_classes=len(classes))  # one class per word folder
+    total, where = sum(len(f) for f in files.values()), f"dataset '{dataset}' ({Path(cfg.root)})"
+    unreadable: list[str] = []
     with atomic_dir(out) as tmp, gsc.FeatureWorkers() as workers:
         for split in SPLITS:
             items = files[split]
             labels = np.asarray([label for _, label in items], dtype=np.int64)
+            split_unreadable: list[str] = []
             with StoreWriter(tmp / split, gsc.N_MELS, np.float32) as writer:
                 start = 0
-                for feats in workers.chunks(cfg.root, items):
-                    n, n_frames = feats.shape[:2]
-                    writer.append(feats.reshape(-1, gsc.N_MELS), np.full(n, n_frames), labels[start : start + n])
+                for chunk in workers.chunks(cfg.root, items):
+                    n, (n_read, n_frames) = len(chunk.readable), chunk.features.shape[:2]
+                    writer.append(chunk.features.reshape(-1, gsc.N_MELS), np.full(n_read, n_frames),
+                                  labels[start : start + n][chunk.readable])
                     start += n
-                writer.close({**meta, "split": split, "n_samples": len(items)})
+                    split_unreadable += chunk.unreadable
+                    if (len(unreadable) + len(split_unreadable)) / total > max_skipped_fraction:
+                        # already more than allowed: stop now rather than after featurising the rest
+                        check_unreadable(unreadable + split_unreadable, total, max_skipped_fraction, where)
+                writer.close({**meta, "split": split, "n_samples": len(items) - len(split_unreadable),
+                              "unreadable": split_unreadable})
+            unreadable += split_unreadable
+        check_unreadable(unreadable, total, max_skipped_fraction, where)  # warns before the output appears

@@ -48,6 +48,7 @@ class DelaysSynthConfig:
 @dataclass(frozen=True)
 class DelaysPrepareConfig:
     data: DelaysData = param("delays.sets.{dataset}.data")
+    max_skipped_fraction: float = param("max_skipped_fraction")
 
 
 @dataclass(frozen=True)

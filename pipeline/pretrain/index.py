@@ -14,7 +14,8 @@ from typing import Any
 
 from pipeline.checks import check_split
 from pipeline.params.configs import PretrainDataset
-from pipeline.data.batching import Skipped, check_unreadable
+from pipeline.checks import check_unreadable
+from pipeline.data.batching import Skipped
 from pipeline.io import write_json
 from pipeline.pretrain.datasets import SPLITS, open_split
 from pipeline.drivers.stage_table import IndexConfig

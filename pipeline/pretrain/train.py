@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from pipeline.run import distributed
 from pipeline.params.configs import Recipe
-from pipeline.data.batching import check_unreadable
+from pipeline.checks import check_unreadable
 from pipeline.data.device_transforms import InputSpec, input_spec_of, prepare_batch
 from pipeline.data.sampling import Dist
 from pipeline.run.distributed import all_sum

@@ -17,7 +17,7 @@ from torch import nn
 from pipeline.run import distributed
 from pipeline.checks import check_classes, check_index, load_checkpoint
 from pipeline.params.configs import PretrainDataset, Recipe, capped_epochs, to_dict
-from pipeline.data.batching import check_unreadable
+from pipeline.checks import check_unreadable
 from pipeline.io import write_json
 from pipeline.models.resnet_twins import count_parameters
 from pipeline.run.precision import Precision
