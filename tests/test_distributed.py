@@ -6,6 +6,7 @@ the world size is dropped. So the first epoch's training loss must agree within
 2 % (dropout off, same global batches, averaged gradients), and both runs must
 score every validation/test sample exactly once.
 """
+
 from __future__ import annotations
 
 import copy
@@ -38,8 +39,26 @@ def project(tmp_path_factory) -> Path:
 def test_two_processes_match_one(project: Path) -> None:
     hist = {}
     for n in (1, 2):
-        proc = _cli(["delays_train", "--params", f"p{n}.yaml", "--dataset", "synth", "--variant", "learned_delay",
-                     "--seed", "0", "--data", "prep", "--ckpt", f"ck{n}", "--live", f"live{n}"], project)
+        proc = _cli(
+            [
+                "delays_train",
+                "--params",
+                f"p{n}.yaml",
+                "--dataset",
+                "synth",
+                "--variant",
+                "learned_delay",
+                "--seed",
+                "0",
+                "--data",
+                "prep",
+                "--ckpt",
+                f"ck{n}",
+                "--live",
+                f"live{n}",
+            ],
+            project,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         hist[n] = read_json(project / f"live{n}/history.json")
         assert {f.name for f in (project / f"ck{n}").iterdir()} == {"init.pt", "best.pt", "last.pt"}
@@ -47,7 +66,9 @@ def test_two_processes_match_one(project: Path) -> None:
     assert read_json(project / "live2/config.json")["world_size"] == 2
     one, two = hist[1][0]["train_loss"], hist[2][0]["train_loss"]
     assert two == pytest.approx(one, rel=LOSS_RTOL)
-    assert two != one  # really two processes with their own BatchNorm statistics, not a copy of the single run
+    assert (
+        two != one
+    )  # really two processes with their own BatchNorm statistics, not a copy of the single run
     n_valid = read_json(project / "live1/config.json")["n_valid"]
     for h in hist.values():  # accuracies over the whole split: multiples of 1/n_valid
         for row in h:
@@ -64,8 +85,22 @@ def test_two_processes_train_the_pretrain_stage(tmp_path: Path) -> None:
     for n in (1, 2):
         p["nproc"] = n
         (tmp_path / f"p{n}.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
-        proc = _cli(["pretrain_ann", "--params", f"p{n}.yaml", "--ann", "digits", "--data", "img",
-                     "--ckpt", f"ann{n}.pt", "--live", f"live{n}"], tmp_path)
+        proc = _cli(
+            [
+                "pretrain_ann",
+                "--params",
+                f"p{n}.yaml",
+                "--ann",
+                "digits",
+                "--data",
+                "img",
+                "--ckpt",
+                f"ann{n}.pt",
+                "--live",
+                f"live{n}",
+            ],
+            tmp_path,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         loss[n] = read_json(tmp_path / f"live{n}/history.json")[0]["train_loss"]
     assert (tmp_path / "ann2.pt").is_file() and loss[2] == pytest.approx(loss[1], rel=LOSS_RTOL)
@@ -84,8 +119,9 @@ def _train_one_step_in_group(rank: int, port: int, out: Path) -> None:
 
     from pipeline.run import distributed
 
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     model = nn.Linear(3, 2)  # outlives the group, as a caller's model does
 
     @distributed.leaves_process_group

@@ -9,14 +9,19 @@ around it:
 - preemption: SIGUSR1 or SIGTERM (a cluster's notice before its time limit)
   saves the state at the current batch and exits with code 75; a rerun
   continues from that batch (the data order of the epoch is re-drawn from the
-  generator state the epoch started with and the done batches are skipped);
+  generator state the epoch started with and the done batches are skipped).
+  With several ranks (their launcher passes the notice on) they agree on the
+  batch through a collective, rank 0 saves every rank's RNGs and partial sums,
+  and no rank exits before it has saved;
 - DVCLive (one row per epoch, 1-based epochs), the best epoch by a selection
   metric (the first epoch wins ties), the NaN/inf stop, DDP collectives,
   metrics summed on the device and read once per epoch, progress and a
   one-line summary per epoch, fault injection for the tests.
 """
+
 from __future__ import annotations
 
+import contextlib
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,18 +32,19 @@ import torch
 from pipeline.run import distributed
 from pipeline.data.sampling import Dist
 from pipeline.run.distributed import all_sum, any_rank
-from pipeline.run.errors import Preempted
+from pipeline.io import atomic_dir
+from pipeline.run.errors import PREEMPT_SIGNALS, Preempted
 from pipeline.run.progress import Progress
 from pipeline.run.resume import KillSwitch, ResumeState, check_finite, fingerprint, rng_state, set_rng_state
 from pipeline.run.tracking import EpochLog
-
-PREEMPT_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
 
 
 class Task(Protocol):
     """What a paper gives the loop. Epochs are 1-based."""
 
-    model: torch.nn.Module  # the model itself (not its DDP wrapper): the best epoch's weights are copied from it
+    model: (
+        torch.nn.Module
+    )  # the model itself (not its DDP wrapper): the best epoch's weights are copied from it
 
     def begin_epoch(self, epoch: int) -> dict[str, float]:
         """Set the epoch's schedule (sigma, sharpening, frozen layers); return what to log (lr, ...)."""
@@ -62,7 +68,8 @@ class Task(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
     def save_outputs(self, epoch: int, result: "Result", best_state: dict[str, Any]) -> None:
-        """Write the stage's checkpoint(s) after `epoch`; `best_state`: the model of result.best_epoch (rank 0)."""
+        """Write the stage's checkpoint(s) after `epoch`; `best_state`: the model of result.best_epoch
+        (rank 0)."""
 
 
 @dataclass
@@ -104,7 +111,9 @@ class _PreemptionFlag:
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            # Once noticed, a repeated notice (a launcher passing it on to its ranks, the cluster's own) must
+            # not kill the process while it exits with the saved state.
+            signal.signal(sig, signal.SIG_IGN if self.signal is not None else handler)
 
 
 class EpochMetrics:
@@ -161,43 +170,86 @@ def fit(task: Task, ctx: Context, *, epochs: int, select: str) -> Result:
             if ctx.log is None:
                 continue
             task.save_outputs(epoch, result, best_state)
-            ctx.resumer.save({"epoch": epoch, "task": task.state_dict(), "rng": rngs, "history": result.history,
-                              "best": result.best, "best_epoch": result.best_epoch, "best_state": best_state})
+            ctx.resumer.save(
+                {
+                    "epoch": epoch,
+                    "task": task.state_dict(),
+                    "rng": rngs,
+                    "history": result.history,
+                    "best": result.best,
+                    "best_epoch": result.best_epoch,
+                    "best_state": best_state,
+                }
+            )
     if ctx.log is not None and start > epochs:  # killed after the last epoch's state was saved
         task.save_outputs(epochs, result, best_state)
     result.epochs = len(result.history)
-    result.elapsed_s = result.history[-1].get("elapsed_s", 0.0) if result.history else 0.0  # timed on rank 0 only
+    result.elapsed_s = (
+        result.history[-1].get("elapsed_s", 0.0) if result.history else 0.0
+    )  # timed on rank 0 only
     return result
 
 
-def fit_run(task: Task, *, dist: Dist, device: torch.device, generator: torch.Generator, name: str,
-            config: dict[str, Any], inputs: tuple[Path, ...], state_beside: Path, live: Path, resume: bool,
-            epochs: int, select: str, summary: Callable[[Result], dict[str, Any]]) -> dict[str, Any]:
+def fit_run(
+    task: Task,
+    *,
+    dist: Dist,
+    device: torch.device,
+    generator: torch.Generator,
+    name: str,
+    config: dict[str, Any],
+    inputs: tuple[Path, ...],
+    state_beside: Path,
+    live: Path,
+    resume: bool,
+    epochs: int,
+    select: str,
+    summary: Callable[[Result], dict[str, Any]],
+    extra: Callable[[Path], None] | None = None,
+) -> dict[str, Any]:
     """A training stage's run around `fit`, the same for both papers: resumption keyed by the run's config and
     input files, DVCLive logging on rank 0 (`config`, then `summary(result)` once done), then the resume state
-    removed; returns the summary. `state_beside`: the checkpoint file or folder the resume state lives beside."""
-    resumer = ResumeState(state_beside, fingerprint(config, inputs, dist.world), enabled=resume,
-                          is_main=dist.is_main)
-    log = EpochLog(live, config) if dist.is_main else None
-    result = fit(task, Context(dist, device, resumer, log, generator, name), epochs=epochs, select=select)
-    done = summary(result)
-    if log is not None:
-        log.finish(done)
+    removed; returns the summary. `state_beside`: the checkpoint file or folder the resume state lives beside;
+    `extra(folder)`: writes more files into the DVCLive folder (rank 0, once done)."""
+    resumer = ResumeState(
+        state_beside, fingerprint(config, inputs, dist.world), enabled=resume, is_main=dist.is_main
+    )
+    # The DVCLive folder is built in a temporary sibling that replaces `live` whole on success: a failed or
+    # killed run leaves the last good run's folder (DVC keeps it: persist), a successful one no stale file.
+    with atomic_dir(live) if dist.is_main else contextlib.nullcontext(Path(live)) as live_dir:
+        log = EpochLog(live_dir, config) if dist.is_main else None
+        result = fit(task, Context(dist, device, resumer, log, generator, name), epochs=epochs, select=select)
+        done = summary(result)
+        if log is not None:
+            log.finish(done)
+            if extra is not None:
+                extra(live_dir)
     resumer.clear()
     return done
 
 
-def _epoch(task: Task, ctx: Context, epoch: int, epochs: int, skip: int, partial: dict[str, Any] | None,
-           flag: _PreemptionFlag, result: Result, best_state: dict[str, Any] | None) -> dict[str, float]:
+def _epoch(
+    task: Task,
+    ctx: Context,
+    epoch: int,
+    epochs: int,
+    skip: int,
+    partial: dict[str, Any] | None,
+    flag: _PreemptionFlag,
+    result: Result,
+    best_state: dict[str, Any] | None,
+) -> dict[str, float]:
     """One epoch: train (from batch `skip` on), evaluate; the epoch's row of metrics."""
     epoch_generator = ctx.generator.get_state()
     if ctx.log is not None:
         ctx.log.start_epoch(already_s=partial["elapsed_s"] if partial else 0.0)
     settings = task.begin_epoch(epoch)
-    metrics = EpochMetrics(ctx.device, partial["sums"] if partial else None)
+    metrics = EpochMetrics(ctx.device, partial["sums"][ctx.dist.rank] if partial else None)  # this rank's
     batches = task.batches(skip)
     total = len(batches) if isinstance(batches, Sized) else None
-    progress = Progress(f"{ctx.name} epoch {epoch}/{epochs}", total=total, initial=skip, enabled=ctx.dist.is_main)
+    progress = Progress(
+        f"{ctx.name} epoch {epoch}/{epochs}", total=total, initial=skip, enabled=ctx.dist.is_main
+    )
     with progress:
         for b, batch in enumerate(batches, start=skip + 1):
             step = task.forward(batch)
@@ -212,8 +264,12 @@ def _epoch(task: Task, ctx: Context, epoch: int, epochs: int, skip: int, partial
             if any_rank(flag.signal is not None, ctx.dist, ctx.device):
                 _preempt(task, ctx, epoch, b, metrics, epoch_generator, result, best_state, flag.signal)
     loss_sum, correct, seen = all_sum(list(metrics.compute()), ctx.dist, ctx.device)
-    row = {"train_loss": loss_sum / max(seen, 1), "train_acc": 100.0 * correct / max(seen, 1), **settings,
-           **task.end_epoch(epoch)}
+    row = {
+        "train_loss": loss_sum / max(seen, 1),
+        "train_acc": 100.0 * correct / max(seen, 1),
+        **settings,
+        **task.end_epoch(epoch),
+    }
     if ctx.log is None:  # other ranks: the same row, untimed
         return {"epoch": epoch, **row}
     row = ctx.log.end_epoch(epoch, row)
@@ -222,15 +278,38 @@ def _epoch(task: Task, ctx: Context, epoch: int, epochs: int, skip: int, partial
     return row
 
 
-def _preempt(task: Task, ctx: Context, epoch: int, batch: int, metrics: "EpochMetrics", epoch_generator: torch.Tensor,
-             result: Result, best_state: dict[str, Any] | None, signum: int | None) -> None:
+def _preempt(
+    task: Task,
+    ctx: Context,
+    epoch: int,
+    batch: int,
+    metrics: "EpochMetrics",
+    epoch_generator: torch.Tensor,
+    result: Result,
+    best_state: dict[str, Any] | None,
+    signum: int | None,
+) -> None:
     """Save the state after `batch` of `epoch` and leave with PREEMPTED_EXIT."""
     rngs = distributed.all_gather_object(rng_state(ctx.generator), ctx.dist)
+    sums = distributed.all_gather_object(metrics.compute(), ctx.dist)  # each rank's own part of the epoch
     elapsed = ctx.log.epoch_elapsed_s() if ctx.log is not None else 0.0
-    ctx.resumer.save({"epoch": epoch - 1, "batch": batch, "epoch_generator": epoch_generator,
-                      "partial": {"sums": metrics.compute(), "elapsed_s": elapsed}, "task": task.state_dict(),
-                      "rng": rngs, "history": result.history, "best": result.best, "best_epoch": result.best_epoch,
-                      "best_state": best_state})
+    ctx.resumer.save(
+        {
+            "epoch": epoch - 1,
+            "batch": batch,
+            "epoch_generator": epoch_generator,
+            "partial": {"sums": sums, "elapsed_s": elapsed},
+            "task": task.state_dict(),
+            "rng": rngs,
+            "history": result.history,
+            "best": result.best,
+            "best_epoch": result.best_epoch,
+            "best_state": best_state,
+        }
+    )
+    distributed.barrier(ctx.dist)  # no rank leaves before rank 0 has saved (its launcher may stop the rest)
     name = signal.Signals(signum).name if signum else "a signal"
-    raise Preempted(f"preempted by {name}: state saved after epoch {epoch} batch {batch} in {ctx.resumer.path}; "
-                    "a rerun continues from there")
+    raise Preempted(
+        f"preempted by {name}: state saved after epoch {epoch} batch {batch} in {ctx.resumer.path}; "
+        "a rerun continues from there"
+    )
