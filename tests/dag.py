@@ -1,5 +1,6 @@
 """Read the DAG each driver would run: Snakemake's jobs from a forced dry run,
 DVC's stages from dvc.yaml as DVC itself resolves it (foreach/matrix, ${})."""
+
 from __future__ import annotations
 
 import re
@@ -7,7 +8,6 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.drivers.snakemake import SNAKEMAKE_OPTIONS
 from pipeline.drivers.stage_table import PARAMS_OK
 from tests.conftest import run
 
@@ -39,7 +39,8 @@ def snakemake_jobs(workdir: Path, *extra: str) -> list[Job]:
             files = {p.strip() for p in m.group(2).split(",") if p.strip()}
             (current.inputs if m.group(1) == "input" else current.outputs).update(files)
         elif current and line.startswith("Shell command: "):
-            current.cmd = _argv(line[len("Shell command: "):].replace(f" {SNAKEMAKE_OPTIONS}", ""))
+            command = re.sub(r" --params \S+ --progress lines", "", line[len("Shell command: ") :], count=1)
+            current.cmd = _argv(command)
     return [j for j in jobs if j.name != "all"]
 
 
@@ -50,9 +51,14 @@ def dvc_stages(workdir: Path) -> list[Job]:
         stages = []
         for stage in repo.index.stages:
             rel = lambda o: str(Path(o.fs_path).relative_to(workdir.resolve()))  # noqa: E731
-            stages.append(Job(stage.name.split("@")[0], _argv(stage.cmd),
-                              {rel(d) for d in stage.deps if not d.__class__.__name__.startswith("Param")},
-                              {rel(o) for o in stage.outs}))
+            stages.append(
+                Job(
+                    stage.name.split("@")[0],
+                    _argv(stage.cmd),
+                    {rel(d) for d in stage.deps if not d.__class__.__name__.startswith("Param")},
+                    {rel(o) for o in stage.outs},
+                )
+            )
         return stages
 
 
@@ -79,7 +85,10 @@ def compare_dags(smk: list[Job], dvc: list[Job]) -> list[str]:
         if other.name != job.name:
             problems.append(f"{job.cmd}: snakemake rule {job.name} vs DVC stage {other.name}")
         if job.outputs != other.outputs:
-            problems.append(f"{job.name}: outputs differ: snakemake only {sorted(job.outputs - other.outputs)}, dvc only {sorted(other.outputs - job.outputs)}")
+            problems.append(
+                f"{job.name}: outputs differ: snakemake only {sorted(job.outputs - other.outputs)}, "
+                f"dvc only {sorted(other.outputs - job.outputs)}"
+            )
         deps = other.inputs - {PARAMS_OK}
         missing = sorted(p for p in job.inputs if not _covered(p, deps))
         extra = sorted(d for d in deps if not any(_covered(p, {d}) for p in job.inputs))

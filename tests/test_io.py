@@ -1,4 +1,5 @@
 """Atomic, reproducible writes: what every stage's outputs rely on."""
+
 from __future__ import annotations
 
 import pytest
@@ -43,3 +44,72 @@ def test_outputs_follow_the_umask(tmp_path) -> None:
         os.umask(old)
     assert (tmp_path / "file.txt").stat().st_mode & 0o777 == 0o640
     assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o750
+
+
+_WRITER = """
+import sys
+from pathlib import Path
+from pipeline.io import atomic_dir, atomic_path
+target, kind = Path(sys.argv[1]), sys.argv[2]
+with (atomic_dir if kind == "dir" else atomic_path)(target) as tmp:
+    (tmp / "part.bin" if kind == "dir" else tmp).write_bytes(b"x" * 1000)
+    print(tmp, flush=True)
+    sys.stdin.readline()  # inside the write until told to finish
+"""
+
+
+def _writer(target, kind: str):
+    """A process writing `target` atomically that stays inside the write until a line comes on its stdin."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    return subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(target), kind],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("kind", ["dir", "file"])
+def test_the_next_write_removes_what_a_killed_writer_left_and_spares_a_live_one(tmp_path, kind: str) -> None:
+    """kill -9 mid-write leaves `.<name>.<host>_<pid>_*.tmp`: the next write of the same output removes it,
+    while the temporary of a writer still running is left alone (and that writer still completes)."""
+    import signal
+    from pathlib import Path
+
+    from pipeline.io import atomic_dir
+
+    target = tmp_path / ("prepared" if kind == "dir" else "metrics.json")
+    killed, live = _writer(target, kind), _writer(target, kind)  # started together: torch loads slowly
+    left, writing = (Path(p.stdout.readline().strip()) for p in (killed, live))
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert left.exists() and left.name.startswith(f".{target.name}.")
+    if kind == "dir":
+        with atomic_dir(target) as tmp:
+            (tmp / "part.bin").write_bytes(b"y")
+    else:
+        write_json(target, {"acc": 1.0})
+    assert not left.exists() and writing.exists()
+    live.communicate("done\n", timeout=60)
+    assert live.returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+
+
+def test_a_temporary_of_another_host_is_removed_only_by_the_jobs_lock_holder(tmp_path) -> None:
+    """On a shared filesystem a pid from another node means nothing here: only a process holding the job's
+    lock (no one else can be writing the job's outputs) removes such a temporary."""
+    from pipeline.io import HOST, sole_writer
+
+    target = tmp_path / "s0"
+    other = tmp_path / f".s0.{HOST}x_1_abcdefgh.tmp"
+    other.mkdir()
+    write_json(target, {})
+    assert other.exists()
+    with sole_writer([target]):
+        write_json(target, {"b": 1})
+    assert not other.exists()

@@ -1,11 +1,13 @@
-"""Paper B's training task for the shared loop (pipeline/run/training.py): the reference recipe (docs/papers.md).
+"""Paper B's training task for the shared loop (pipeline/run/training.py): the reference recipe
+(docs/papers.md).
 
 Two optimisers: Adam on weights and BN (no weight decay on BN) with OneCycleLR
-stepped per epoch, Adam on positions with cosine annealing to 0. Positions are
-clamped after every step, SIG follows the per-epoch schedule, and valid and
+stepped per epoch up to 5 x lr, Adam on positions with cosine annealing to 0.
+Positions are clamped after every step, SIG follows the per-epoch schedule, and valid and
 test are evaluated every epoch with rounded (integer) delays; the best epoch is
 the one with the best validation accuracy.
 """
+
 from __future__ import annotations
 
 import copy
@@ -21,7 +23,15 @@ from pipeline.data.prepared import Split, iterate_batches
 from pipeline.data.sampling import Dist, ShardedBatchSampler
 from pipeline.run.distributed import all_sum
 from pipeline.io import save_torch
-from pipeline.models.delay_snn import DelaySNN, class_scores, count_trainable, kernel_size, loss_fn, reset, sigma_at
+from pipeline.models.delay_snn import (
+    DelaySNN,
+    class_scores,
+    count_trainable,
+    kernel_size,
+    loss_fn,
+    reset,
+    sigma_at,
+)
 from pipeline.run.precision import Precision
 from pipeline.run.runtime import pick_device, seed_everything
 from pipeline.drivers.stage_table import DelaysTrainConfig
@@ -29,8 +39,9 @@ from pipeline.run.training import EpochMetrics, Result, fit_run
 
 
 @torch.no_grad()
-def evaluate_rounded(model: DelaySNN, split: Split, batch_size: int, device: torch.device,
-                     d: Dist = Dist()) -> tuple[float, float]:
+def evaluate_rounded(
+    model: DelaySNN, split: Split, batch_size: int, device: torch.device, d: Dist = Dist()
+) -> tuple[float, float]:
     """(accuracy %, mean loss) with integer delays in eval mode; the continuous state is untouched.
 
     With several processes each scores its share of the split and the counts are summed.
@@ -47,10 +58,20 @@ def evaluate_rounded(model: DelaySNN, split: Split, batch_size: int, device: tor
 
 
 def build_model(n_in: int, n_out: int, variant: str, net: DelaysNet, time_step_ms: float) -> DelaySNN:
-    return DelaySNN(n_in=n_in, hidden=list(net.hidden), n_out=n_out, variant=variant,
-                    kernel=kernel_size(net.max_delay_ms, time_step_ms), tau=net.tau_ms / time_step_ms,
-                    dropout=net.dropout)
+    return DelaySNN(
+        n_in=n_in,
+        hidden=list(net.hidden),
+        n_out=n_out,
+        variant=variant,
+        kernel=kernel_size(net.max_delay_ms, time_step_ms),
+        tau=net.tau_ms / time_step_ms,
+        dropout=net.dropout,
+    )
 
+
+# OneCycleLR's peak over the recipe's lr: `max_lr_w = 5 * lr_w` in Thvnvtos/SNN-delays
+# best_config_{SHD,SSC,GSC}.py. OneCycleLR sets the lr itself (max_lr / 25 up to max_lr): lr acts through it.
+PEAK_LR_FACTOR = 5
 
 PREFETCH_DEPTH = 3  # training batches assembled ahead: enough to hide an uneven batch, little memory
 
@@ -58,8 +79,9 @@ PREFETCH_DEPTH = 3  # training batches assembled ahead: enough to hide an uneven
 class _Batches:
     """One epoch of prefetched training batches, sized for the progress bar."""
 
-    def __init__(self, split: Split, batch_size: int, gen: torch.Generator, device: torch.device, d: Dist,
-                 skip: int) -> None:
+    def __init__(
+        self, split: Split, batch_size: int, gen: torch.Generator, device: torch.device, d: Dist, skip: int
+    ) -> None:
         self.args = (split, batch_size, gen, device, d, skip)
         self.n = len(ShardedBatchSampler(len(split), batch_size, True, None, d))
 
@@ -68,30 +90,60 @@ class _Batches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         split, batch_size, gen, device, d, skip = self.args
-        return iterate_batches(split, batch_size, shuffle=True, generator=gen, device=device, d=d, skip=skip,
-                               prefetch=PREFETCH_DEPTH)
+        return iterate_batches(
+            split,
+            batch_size,
+            shuffle=True,
+            generator=gen,
+            device=device,
+            d=d,
+            skip=skip,
+            prefetch=PREFETCH_DEPTH,
+        )
 
 
 class DelaysTask:
     """One (dataset, variant, seed) of paper B as a Task of the shared loop."""
 
-    def __init__(self, splits: dict[str, Split], cfg: DelaysTrainConfig, variant: str, epochs: int,
-                 device: torch.device, d: Dist, gen: torch.Generator, ckpt_dir: Path) -> None:
-        self.splits, self.cfg, self.epochs, self.device, self.d, self.gen = splits, cfg, epochs, device, d, gen
+    def __init__(
+        self,
+        splits: dict[str, Split],
+        cfg: DelaysTrainConfig,
+        variant: str,
+        epochs: int,
+        device: torch.device,
+        d: Dist,
+        gen: torch.Generator,
+        ckpt_dir: Path,
+    ) -> None:
+        self.splits, self.cfg, self.epochs, self.device, self.d, self.gen = (
+            splits,
+            cfg,
+            epochs,
+            device,
+            d,
+            gen,
+        )
         self.ckpt_dir = ckpt_dir
         self.time_step_ms = float(splits["train"].meta["time_step_ms"])
         n_classes = int(splits["train"].meta["n_classes"])
-        self.model = build_model(splits["train"].n_channels, n_classes, variant, cfg.net, self.time_step_ms).to(device)
+        self.model = build_model(
+            splits["train"].n_channels, n_classes, variant, cfg.net, self.time_step_ms
+        ).to(device)
         self.model.set_sigma(self.sigma(1))
         self.init_state = copy.deepcopy(self.model.state_dict())
         self.net = distributed.wrap(self.model, d, device)
         self.precision = Precision(cfg.runtime.amp, device)
         groups, recipe = self.model.param_groups(), cfg.recipe
-        self.opt_w = torch.optim.Adam([
-            {"params": groups["weights"], "lr": recipe.lr, "weight_decay": recipe.weight_decay},
-            {"params": groups["bn"], "lr": recipe.lr, "weight_decay": 0.0},
-        ])
-        self.sched_w = torch.optim.lr_scheduler.OneCycleLR(self.opt_w, max_lr=recipe.max_lr, total_steps=epochs)
+        self.opt_w = torch.optim.Adam(
+            [
+                {"params": groups["weights"], "lr": recipe.lr, "weight_decay": recipe.weight_decay},
+                {"params": groups["bn"], "lr": recipe.lr, "weight_decay": 0.0},
+            ]
+        )
+        self.sched_w = torch.optim.lr_scheduler.OneCycleLR(
+            self.opt_w, max_lr=PEAK_LR_FACTOR * recipe.lr, total_steps=epochs
+        )
         self.opt_p = self.sched_p = None
         if groups["positions"]:
             self.opt_p = torch.optim.Adam(groups["positions"], lr=recipe.lr_positions, weight_decay=0.0)
@@ -110,8 +162,11 @@ class DelaysTask:
         sigma = self.sigma(epoch)
         self.model.set_sigma(sigma)
         self.net.train()
-        return {"lr": self.opt_w.param_groups[0]["lr"],
-                "lr_positions": self.opt_p.param_groups[0]["lr"] if self.opt_p else 0.0, "sigma": sigma}
+        return {
+            "lr": self.opt_w.param_groups[0]["lr"],
+            "lr_positions": self.opt_p.param_groups[0]["lr"] if self.opt_p else 0.0,
+            "sigma": sigma,
+        }
 
     def batches(self, skip: int) -> _Batches:
         return _Batches(self.splits["train"], self.cfg.net.batch_size, self.gen, self.device, self.d, skip)
@@ -139,61 +194,118 @@ class DelaysTask:
         return {"valid_loss": valid_loss, "valid_acc": valid_acc, "test_acc": test_acc}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "init": self.init_state,
-                "optimizers": [o.state_dict() for o in self.optimizers],
-                "schedulers": [s.state_dict() for s in (self.sched_w, self.sched_p) if s is not None],
-                "scaler": self.precision.scaler.state_dict()}
+        return {
+            "model": self.model.state_dict(),
+            "init": self.init_state,
+            "optimizers": [o.state_dict() for o in self.optimizers],
+            "schedulers": [s.state_dict() for s in (self.sched_w, self.sched_p) if s is not None],
+            "scaler": self.precision.scaler.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.init_state = state["init"]
-        for obj, s in zip([*self.optimizers, *(x for x in (self.sched_w, self.sched_p) if x is not None)],
-                          [*state["optimizers"], *state["schedulers"]]):
+        for obj, s in zip(
+            [*self.optimizers, *(x for x in (self.sched_w, self.sched_p) if x is not None)],
+            [*state["optimizers"], *state["schedulers"]],
+        ):
             obj.load_state_dict(s)
         self.precision.scaler.load_state_dict(state["scaler"])
 
     def _checkpoint(self, state: dict[str, Any], epoch: int, **extra: Any) -> dict[str, Any]:
-        return {"config": self.model.config, "state_dict": state, "epoch": epoch, "n_params": self.n_params, **extra}
+        return {
+            "config": self.model.config,
+            "state_dict": state,
+            "epoch": epoch,
+            "n_params": self.n_params,
+            **extra,
+        }
 
     def save_outputs(self, epoch: int, result: Result, best_state: dict[str, Any]) -> None:
-        """ckpt/init.pt (once per process: a driver may have deleted the outputs before a resumed run), best.pt
-        when this epoch is the best (or after a resume), last.pt."""
+        """ckpt/init.pt (once per process: a driver may have deleted the outputs before a resumed run),
+        best.pt when this epoch is the best (or after a resume), last.pt."""
         if not self._init_saved:
             save_torch(self.ckpt_dir / "init.pt", self._checkpoint(self.init_state, 0))
         if result.best_epoch == epoch or not self._init_saved:
             save_torch(self.ckpt_dir / "best.pt", self._checkpoint(best_state, result.best_epoch))
         self._init_saved = True
-        save_torch(self.ckpt_dir / "last.pt", self._checkpoint(self.model.state_dict(), epoch,
-                                                               optimizers=[o.state_dict() for o in self.optimizers]))
+        save_torch(
+            self.ckpt_dir / "last.pt",
+            self._checkpoint(
+                self.model.state_dict(), epoch, optimizers=[o.state_dict() for o in self.optimizers]
+            ),
+        )
 
 
 @distributed.leaves_process_group
-def fit_delays(splits: dict[str, Split], cfg: DelaysTrainConfig, *, variant: str, seed: int, ckpt_dir: Path,
-               live_dir: Path, name: str, run_info: dict[str, Any], inputs: tuple[Path, ...] = ()) -> dict[str, Any]:
+def fit_delays(
+    splits: dict[str, Split],
+    cfg: DelaysTrainConfig,
+    *,
+    variant: str,
+    seed: int,
+    ckpt_dir: Path,
+    live_dir: Path,
+    name: str,
+    run_info: dict[str, Any],
+    inputs: tuple[Path, ...] = (),
+) -> dict[str, Any]:
     """Train one model; writes ckpt_dir/{init,best,last}.pt and the DVCLive dir; returns the summary."""
     gen = seed_everything(seed)
     d, device = distributed.setup(pick_device(cfg.runtime.device))
-    torch.set_flush_denormal(True)  # narrow Gaussian kernels underflow to denormals, which slow CPU convolutions ~5x
+    torch.set_flush_denormal(
+        True
+    )  # narrow Gaussian kernels underflow to denormals, which slow CPU convolutions ~5x
     epochs = capped_epochs(cfg.net.epochs, cfg.max_epochs)
     task = DelaysTask(splits, cfg, variant, epochs, device, d, gen, Path(ckpt_dir))
     distributed.seed_rank(seed, d)  # after the model is built: same weights, own dropout masks per rank
     Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
-    config = {**run_info, "variant": variant, "seed": seed, "device": str(device), "net": to_dict(cfg.net),
-              "recipe": to_dict(cfg.recipe), "epochs": epochs, "time_step_ms": task.time_step_ms,
-              "kernel": task.model.kernel, "n_params": task.n_params, "n_classes": int(splits["train"].meta["n_classes"]),
-              "n_train": len(splits["train"]), "n_valid": len(splits["valid"]), "n_test": len(splits["test"]),
-              "amp": task.precision.name, "world_size": d.world}
+    config = {
+        **run_info,
+        "variant": variant,
+        "seed": seed,
+        "device": str(device),
+        "net": to_dict(cfg.net),
+        "recipe": to_dict(cfg.recipe),
+        "epochs": epochs,
+        "time_step_ms": task.time_step_ms,
+        "kernel": task.model.kernel,
+        "n_params": task.n_params,
+        "n_classes": int(splits["train"].meta["n_classes"]),
+        "n_train": len(splits["train"]),
+        "n_valid": len(splits["valid"]),
+        "n_test": len(splits["test"]),
+        "amp": task.precision.name,
+        "world_size": d.world,
+    }
     t0 = time.perf_counter()
 
     def summary(result: Result) -> dict[str, Any]:
         best_test = max(result.history, key=lambda r: (r["test_acc"], -r["epoch"]))
         return {
-            "best_valid_acc": result.best["valid_acc"], "best_valid_epoch": result.best_epoch,
-            "test_acc_at_best_valid": result.best["test_acc"], "best_test_acc": best_test["test_acc"],
-            "best_test_epoch": best_test["epoch"], "epochs": result.epochs, "elapsed_s": round(result.elapsed_s, 3),
-            "wall_s": round(time.perf_counter() - t0, 3), "n_params": task.n_params,
+            "best_valid_acc": result.best["valid_acc"],
+            "best_valid_epoch": result.best_epoch,
+            "test_acc_at_best_valid": result.best["test_acc"],
+            "best_test_acc": best_test["test_acc"],
+            "best_test_epoch": best_test["epoch"],
+            "epochs": result.epochs,
+            "elapsed_s": round(result.elapsed_s, 3),
+            "wall_s": round(time.perf_counter() - t0, 3),
+            "n_params": task.n_params,
         }
 
-    return fit_run(task, dist=d, device=device, generator=gen, name=name, config=config, inputs=inputs,
-                   state_beside=ckpt_dir, live=live_dir, resume=cfg.resume, epochs=epochs, select="valid_acc",
-                   summary=summary)
+    return fit_run(
+        task,
+        dist=d,
+        device=device,
+        generator=gen,
+        name=name,
+        config=config,
+        inputs=inputs,
+        state_beside=ckpt_dir,
+        live=live_dir,
+        resume=cfg.resume,
+        epochs=epochs,
+        select="valid_acc",
+        summary=summary,
+    )

@@ -2,33 +2,57 @@
 
 Snakemake resolves the parameters (params.yaml, then `--configfile` presets,
 then `--config` values, each merged over the previous), so the stages must
-compute with exactly that merged config: `checked_config()` validates it once, writes
-it to RESOLVED_PARAMS, and every rule's command passes that file with
-`--params`. Each rule also lists the values of the keys its stage reads as
+compute with exactly that merged config: `checked_config()` validates it once and
+writes it to a snapshot named by its content (`snapshot_path`); every rule's
+command passes that file with `--params`. A snapshot is never rewritten, so a
+command copied from a log runs again as it ran. Each rule also lists the values of the keys its stage reads as
 `params:`, so Snakemake reruns exactly the jobs whose values changed.
 """
+
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import yaml
-
 from pipeline.drivers.codedeps import code_deps
-from pipeline.params.load import ParamsError, load_schema, read_yaml
+from pipeline.params.load import ParamsError, dump_yaml, load_schema, read_yaml, typed_strings
 from pipeline.params.preflight import run_problems
 from pipeline.params.resolve import deep_merge
 from pipeline.drivers.stage_table import STAGES, stage
 from pipeline.drivers.stage_spec import (
-    TEMPLATE, Gather, In, Stage, command, dependency_keys, expand, lookup, needed_jobs, output_paths,
+    TEMPLATE,
+    Gather,
+    In,
+    Stage,
+    command,
+    dependency_keys,
+    expand,
+    expand_optional,
+    lookup,
+    needed_jobs,
+    output_paths,
 )
 
 # The schema's `name` pattern, unanchored (Snakemake anchors wildcard constraints itself).
 NAME_PATTERN = load_schema()["$defs"]["name"]["pattern"].strip("^$")
-RESOLVED_PARAMS = Path(".snakemake/pipeline/params.yaml")
-SNAKEMAKE_OPTIONS = f"--params {RESOLVED_PARAMS} --progress lines"  # the only difference from DVC's commands
+SNAPSHOTS = Path(".snakemake/pipeline")
+
+
+def snapshot_path(config: Mapping[str, Any]) -> Path:
+    """Where the resolved parameters of this config are written: named by a hash of their values (key order
+    aside: Snakemake's config keeps its own order of the keys the presets set)."""
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+    return SNAPSHOTS / f"params-{digest[:16]}.yaml"
+
+
+def snakemake_options(config: Mapping[str, Any]) -> str:
+    """What Snakemake's commands add to DVC's: the resolved parameters, and plain progress lines (several jobs
+    share the console)."""
+    return f"--params {snapshot_path(config)} --progress lines"
 
 
 def fail(message: str) -> None:
@@ -37,24 +61,26 @@ def fail(message: str) -> None:
     raise SystemExit(2)
 
 
-def checked_config(cli_config: Mapping[str, Any], presets: Sequence[str] = (),
-                   params_file: str = "params.yaml") -> dict[str, Any]:
+def checked_config(
+    cli_config: Mapping[str, Any], presets: Sequence[str] = (), params_file: str = "params.yaml"
+) -> dict[str, Any]:
     """params.yaml with the command line's config (presets, --config) merged over it, fully checked
-    (schema, names, the data roots the runs use) and written to RESOLVED_PARAMS for the stages.
+    (schema, names, the data roots the runs use) and written to its snapshot for the stages.
     `presets`: the --configfile files, repeated in the fetch command a missing root's message gives."""
     try:
-        merged = deep_merge(read_yaml(params_file), dict(cli_config))
+        # Snakemake read the presets as YAML 1.1 and --config mappings as strings: numbers become numbers
+        merged = typed_strings(deep_merge(read_yaml(params_file), dict(cli_config)))
     except ParamsError as err:
         fail(str(err))
     source = f"{params_file} + command-line config" if cli_config else params_file
     problems = run_problems(merged, source=source, presets=[_relative(p) for p in presets], needed_only=True)
     if problems:
         fail("\n".join(f"error: {p}" for p in problems))
-    text = yaml.safe_dump(merged, sort_keys=False)
-    if not RESOLVED_PARAMS.is_file() or RESOLVED_PARAMS.read_text() != text:  # jobs on other nodes re-read it
+    text, snapshot = dump_yaml(merged), snapshot_path(merged)
+    if not snapshot.is_file() or snapshot.read_text() != text:  # jobs on other nodes re-read it
         from pipeline.io import write_text
 
-        write_text(RESOLVED_PARAMS, text)
+        write_text(snapshot, text)
     return merged
 
 
@@ -86,6 +112,8 @@ class RuleSpec:
 def _input(st: Stage, inp: In | Gather, config: Mapping[str, Any]) -> Any:
     if isinstance(inp, Gather):
         return output_paths(stage(inp.stage), inp.output, config)
+    if inp.optional:  # e.g. an ANN run's weights file: an input of the jobs whose entry names one
+        return lambda wc: expand_optional(st, inp.path, config, dict(wc.items()))
     if _needs_lookup(inp.path):
         return lambda wc: expand(st, inp.path, config, dict(wc.items()))
     return inp.path
@@ -95,7 +123,9 @@ def _key_value(st: Stage, key: str, config: Mapping[str, Any]) -> Callable[[Any]
     return lambda wc: lookup(config, expand(st, key, config, dict(wc.items())))
 
 
-def rule_spec(st: Stage, config: Mapping[str, Any], directory: Callable, report: Callable, cores: int) -> RuleSpec:
+def rule_spec(
+    st: Stage, config: Mapping[str, Any], directory: Callable, report: Callable, cores: int
+) -> RuleSpec:
     """Inputs, outputs, params, threads, log and command of the rule of `st` (Snakemake's `directory` and
     `report` passed in; `cores`: what `threads: 0`, torch's default of every core, stands for)."""
     spec = RuleSpec()
@@ -104,13 +134,20 @@ def rule_spec(st: Stage, config: Mapping[str, Any], directory: Callable, report:
     spec.input["code"] = code_deps(st.module)
     for name, out in st.outputs.items():
         path = directory(out.path) if out.dir else out.path
-        spec.output[name] = report(path, caption=f"../report/{out.caption}", category="Results") if out.caption else path
+        spec.output[name] = (
+            report(path, caption=f"../report/{out.caption}", category="Results") if out.caption else path
+        )
     for i, key in enumerate(dependency_keys(st)):
-        spec.params[f"p{i}_" + "".join(c if c.isalnum() else "_" for c in key.replace("{", "").replace("}", ""))] = \
-            _key_value(st, key, config)
+        spec.params[
+            f"p{i}_" + "".join(c if c.isalnum() else "_" for c in key.replace("{", "").replace("}", ""))
+        ] = _key_value(st, key, config)
     if any(f == "runtime" for f, _, _ in st.keys()):  # computes on the device: one GPU per process
         processes = int(config["nproc"]) if st.gpus else 1
-        spec.resources["gpu"] = processes
+        nodes = int(config.get("nnodes", 1)) if st.gpus else 1
+        if nodes > 1:  # a launcher per node (pipeline/run/distributed.py); SLURM's --gres counts per node
+            spec.resources.update(nodes=nodes, gres=f"gpu:{processes}")
+        else:
+            spec.resources["gpu"] = processes
         # The CLI sets torch's threads to `threads` in each process: Snakemake schedules that many cores.
         spec.threads = processes * (int(config["threads"]) or cores)
     spec.resources.update(_cluster_resources(st, config))
@@ -120,11 +157,16 @@ def rule_spec(st: Stage, config: Mapping[str, Any], directory: Callable, report:
 
     def render(kind: str, name: str, template: str) -> str:
         # `:q` makes Snakemake shell-quote each value when it formats the command.
-        return {"wildcard": f"{{wildcards.{name}:q}}", "input": f"{{input.{name}:q}}",
-                "output": f"{{output.{name}:q}}", "log": "{log:q}"}[kind]
+        return {
+            "wildcard": f"{{wildcards.{name}:q}}",
+            "input": f"{{input.{name}:q}}",
+            "output": f"{{output.{name}:q}}",
+            "log": "{log:q}",
+        }[kind]
 
     # Several jobs share the console: plain progress lines, not live bars.
-    spec.shell = command(st, render).replace("python -m pipeline ", f"python -m pipeline {SNAKEMAKE_OPTIONS} ", 1)
+    options = snakemake_options(config)
+    spec.shell = command(st, render).replace("python -m pipeline ", f"python -m pipeline {options} ", 1)
     return spec
 
 

@@ -6,6 +6,7 @@ bad parameter file stops `dvc repro` before DVC deletes any output. A missing
 data root is explained with what to put there and where it comes from, every
 missing root at once.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,7 +15,9 @@ from typing import Any, Mapping, Sequence
 from pipeline.params.load import raise_problems, read_yaml, structure_problems
 
 
-def missing_roots(params: Mapping[str, Any], presets: Sequence[str] = (), needed_only: bool = False) -> list[str]:
+def missing_roots(
+    params: Mapping[str, Any], presets: Sequence[str] = (), needed_only: bool = False
+) -> list[str]:
     """One message per dataset root that does not exist and that no stage writes: what to put there, where it
     comes from and the command that fetches it (with `presets`, the preset files that define it).
     `needed_only`: only the roots the runs use (Snakemake prepares only what its targets need); otherwise
@@ -24,10 +27,12 @@ def missing_roots(params: Mapping[str, Any], presets: Sequence[str] = (), needed
     from pipeline.drivers.stage_table import STAGES
 
     written = {p for st in STAGES for name in st.outputs for p in output_paths(st, name, params)}
+    todo = [(st, w) for st in STAGES for w in jobs(st, params)]  # in the table's order: stable messages
     if needed_only:
-        todo = needed_jobs(STAGES, params, final="report")
-    else:
-        todo = [(st, w) for st in STAGES for w in jobs(st, params)]
+        needed = {
+            (st.name, tuple(sorted(w.items()))) for st, w in needed_jobs(STAGES, params, final="report")
+        }
+        todo = [(st, w) for st, w in todo if (st.name, tuple(sorted(w.items()))) in needed]
     out: list[str] = []
     for st, wildcards in todo:
         for inp in st.inputs.values():
@@ -43,8 +48,9 @@ def missing_roots(params: Mapping[str, Any], presets: Sequence[str] = (), needed
     return out
 
 
-def run_problems(params: Mapping[str, Any], source: str = "params", presets: Sequence[str] = (),
-                 needed_only: bool = False) -> list[str]:
+def run_problems(
+    params: Mapping[str, Any], source: str = "params", presets: Sequence[str] = (), needed_only: bool = False
+) -> list[str]:
     """Every problem that stops a run: structure and names first, then the data roots."""
     return structure_problems(params, source) or missing_roots(params, presets, needed_only)
 
