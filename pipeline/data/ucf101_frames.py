@@ -3,7 +3,9 @@
 Layout: `<root>/<split>/v_<Action>_gXX_cYY/<frames>.{jpg,jpeg,png}` (split =
 train or val). Each item samples `n_frames` frames evenly, exactly as the
 ES-UCF101 conversion does, so the ANN sees the frames the SNN's events were
-made from.
+made from (`sampling="even"`), or takes the first `n_frames` frames
+(`sampling="first"`: the ES-UCF101 reference's Dataset_CRNN reads frame000001
+to frame000015).
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from torch.utils.data import Dataset
 
 from pipeline.data.batching import Skipped
 from pipeline.data.es_ucf101 import action_of, even_indices, frame_files, load_frame, video_folders
+
+SAMPLINGS = ("even", "first")
 
 
 def discover_frame_classes(root: Path) -> list[str]:
@@ -33,13 +37,15 @@ class UCF101Frames(Dataset):
     """
 
     def __init__(self, root: Path, split: str, n_frames: int, height: int, width: int,
-                 classes: Sequence[str] | None = None) -> None:
+                 classes: Sequence[str] | None = None, sampling: str = "even") -> None:
         self.root = Path(root)
         folder = self.root / split
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: UCF101 frame split directory not found "
                                     f"(expected v_<Action>_gXX_cYY/<frame images>)")
-        self.n_frames = n_frames
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"unknown frame sampling '{sampling}' ({', '.join(SAMPLINGS)})")
+        self.n_frames, self.sampling = n_frames, sampling
         self.size = (height, width)
         self.classes = list(classes) if classes is not None else discover_frame_classes(self.root)
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
@@ -57,10 +63,13 @@ class UCF101Frames(Dataset):
         files = frame_files(video)
         if not files:
             return Skipped(str(video), "no frame images")
+        if self.sampling == "first" and len(files) < self.n_frames:
+            return Skipped(str(video), f"{len(files)} frame images, fewer than the {self.n_frames} used")
         path = video
+        indices = even_indices(len(files), self.n_frames) if self.sampling == "even" else range(self.n_frames)
         try:
             frames = []
-            for i in even_indices(len(files), self.n_frames):
+            for i in indices:
                 path = files[i]
                 frames.append(load_frame(path, self.size))
         except (OSError, ValueError) as err:  # PIL's UnidentifiedImageError is an OSError

@@ -10,6 +10,7 @@ Code every stage runs (pipeline/params/resolve.py expands a job's keys with
 it), so it is among every stage's code dependencies; the declarations
 themselves live in pipeline/drivers/stage_table.py.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,11 +38,11 @@ def param(path: str, *, override: str | None = None, rerun: bool = True) -> Any:
     return field(metadata={"key": Key(path, override, rerun)})
 
 
-RUNTIME_KEYS = ("device", "threads", "nproc", "amp")
+RUNTIME_KEYS = ("device", "threads", "nproc", "nnodes", "amp")
 
 
 def runtime() -> Any:
-    """The Runtime block: four top-level keys."""
+    """The Runtime block: top-level keys."""
     return field(metadata={"key": Key("", None, True), "keys": RUNTIME_KEYS})
 
 
@@ -63,11 +64,14 @@ class Matrix:
 @dataclass(frozen=True)
 class In:
     """An input path. `arg`: passed to the stage as --<name>. `root`: a dataset root the user provides
-    (unless a stage writes it), checked and explained before anything runs."""
+    (unless a stage writes it), checked and explained before anything runs. `optional`: a path a run's entry
+    may leave out (`{ann.weights}`): an input of the jobs whose entry sets it, under Snakemake only (a DVC
+    stage's deps are the same for every item of its foreach)."""
 
     path: str
     arg: bool = True
     root: bool = False
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,12 +122,17 @@ class Stage:
     @property
     def log(self) -> str:
         """Path template of the job's log (every stage writes one, under both drivers)."""
-        return f"logs/{self.name}/" + "_".join("{" + w + "}" for w in self.wildcards) + ".log" if self.wildcards \
+        return (
+            f"logs/{self.name}/" + "_".join("{" + w + "}" for w in self.wildcards) + ".log"
+            if self.wildcards
             else f"logs/{self.name}.log"
+        )
 
     def keys(self) -> list[tuple[str, Key, tuple[str, ...]]]:
         """(config field, key, top-level keys for the runtime block) of every declared parameter."""
-        return [(f.name, f.metadata["key"], f.metadata.get("keys", ())) for f in dataclasses.fields(self.config)]
+        return [
+            (f.name, f.metadata["key"], f.metadata.get("keys", ())) for f in dataclasses.fields(self.config)
+        ]
 
 
 # ---- resolving templates against parameters ---------------------------------------
@@ -145,9 +154,12 @@ def lookup(params: Mapping[str, Any], path: str, default: Any = MISSING) -> Any:
 
 
 def _field_of(st: Stage, params: Mapping[str, Any], wildcard: str, value: str, fields: list[str]) -> Any:
-    """Field `fields` of the params entry the wildcard names (`{pipe.target}`: pretrain.pipelines[pipe].target)."""
+    """Field `fields` of the params entry the wildcard names (`{pipe.target}`:
+    pretrain.pipelines[pipe].target)."""
     if not (isinstance(st.fanout, Each) and st.fanout.wildcard == wildcard):
-        raise KeyError(f"{st.name}: {{{wildcard}.{'.'.join(fields)}}} needs a fan-out Each('{wildcard}', ...)")
+        raise KeyError(
+            f"{st.name}: {{{wildcard}.{'.'.join(fields)}}} needs a fan-out Each('{wildcard}', ...)"
+        )
     return lookup(lookup(params, st.fanout.source)[value], ".".join(fields))
 
 
@@ -163,6 +175,17 @@ def expand(st: Stage, template: str, params: Mapping[str, Any], wildcards: Mappi
         return str(_field_of(st, params, name, str(wildcards[name]), rest.strip(".").split(".")))
 
     return TEMPLATE.sub(sub, template)
+
+
+def expand_optional(
+    st: Stage, template: str, params: Mapping[str, Any], wildcards: Mapping[str, Any]
+) -> list[str]:
+    """An optional input's path for one job: [] when the entry leaves a field the template names unset."""
+    try:
+        path = expand(st, template, params, wildcards)
+    except KeyError:
+        return []
+    return [] if path in ("", "None") else [path]
 
 
 def jobs(st: Stage, params: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -189,7 +212,9 @@ def command(st: Stage, render: Callable[[str, str, str], str]) -> str:
     names are checked against a safe pattern first, and quoting keeps a path with spaces one argument."""
     parts = ["python -m pipeline", st.name]
     parts += [f"--{w} {render('wildcard', w, '{' + w + '}')}" for w in st.wildcards]
-    parts += [f"--{n} {render('input', n, i.path)}" for n, i in st.inputs.items() if isinstance(i, In) and i.arg]
+    parts += [
+        f"--{n} {render('input', n, i.path)}" for n, i in st.inputs.items() if isinstance(i, In) and i.arg
+    ]
     parts += [f"--{n} {render('output', n, o.path)}" for n, o in st.outputs.items() if o.arg]
     parts += [f"--{n} {shlex.quote(v)}" for n, v in st.args.items()]
     parts.append(f"--log {render('log', 'log', st.log)}")
@@ -212,19 +237,24 @@ def dependency_keys(st: Stage) -> list[str]:
     return out
 
 
-def job_inputs(st: Stage, params: Mapping[str, Any], wildcards: Mapping[str, Any],
-               by_name: Mapping[str, Stage]) -> list[tuple[str, In | Gather]]:
+def job_inputs(
+    st: Stage, params: Mapping[str, Any], wildcards: Mapping[str, Any], by_name: Mapping[str, Stage]
+) -> list[tuple[str, In | Gather]]:
     """(path, declaration) of every input of one job; a Gather gives every job's output of its stage."""
     out: list[tuple[str, In | Gather]] = []
     for inp in st.inputs.values():
         if isinstance(inp, Gather):
             out += [(p, inp) for p in output_paths(by_name[inp.stage], inp.output, params)]
+        elif inp.optional:
+            out += [(p, inp) for p in expand_optional(st, inp.path, params, wildcards)]
         else:
             out.append((expand(st, inp.path, params, wildcards), inp))
     return out
 
 
-def needed_jobs(stages: list[Stage], params: Mapping[str, Any], final: str) -> list[tuple[Stage, dict[str, Any]]]:
+def needed_jobs(
+    stages: list[Stage], params: Mapping[str, Any], final: str
+) -> list[tuple[Stage, dict[str, Any]]]:
     """The jobs the `final` stage's jobs need, directly or through other jobs, themselves included: a dataset
     defined but used by no run is neither prepared nor required."""
     by_name = {st.name: st for st in stages}

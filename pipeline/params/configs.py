@@ -6,6 +6,7 @@ of its config class (declared in pipeline/drivers/stage_table.py) holding exactl
 keys the stage declares, so code reads `cfg.recipe.lr_positions`. Defaults live
 in params.yaml and the schema only: every field here is required.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,11 +20,12 @@ from typing import Any, Literal, Mapping
 
 @dataclass(frozen=True)
 class Runtime:
-    """Where and how a training stage computes (results depend on all four)."""
+    """Where and how a training stage computes (results depend on all of it)."""
 
     device: str
     threads: int
-    nproc: int
+    nproc: int  # processes per node
+    nnodes: int
     amp: str | bool  # YAML reads a bare `off` as false
 
 
@@ -83,9 +85,8 @@ class DelaysNet:
 class DelaysRecipe:
     """Optimiser recipe shared by every set (the reference's)."""
 
-    lr: float
+    lr: float  # OneCycleLR peaks at PEAK_LR_FACTOR x lr (pipeline/delays/train.py)
     weight_decay: float
-    max_lr: float
     lr_positions: float
     sigma_final: float
     eval_batch_size: int
@@ -147,16 +148,20 @@ class PretrainDataset:
     canvas: int | None = None  # es_imagenet
     margin: int | None = None  # es_imagenet
     n_frames: int | None = None  # ucf101_frames
+    sampling: Literal["even", "first"] | None = None  # ucf101_frames; None = even
     height: int | None = None  # ucf101_frames
     width: int | None = None  # ucf101_frames
 
 
 @dataclass(frozen=True)
 class ModelParams:
-    arch: Literal["tiny", "resnet18", "resnet34"]
+    arch: Literal["tiny", "resnet18", "resnet34", "crnn"]
     width: int
-    stem: Literal["imagenet", "small"]
+    stem: Literal["imagenet", "small"]  # ResNet archs
     decoder_hidden: int
+    input_size: list[int] | None = None  # crnn: [height, width] of its inputs
+    steps: int | None = None  # crnn: first steps of every clip used (0 = all)
+    flatten: Literal["reference", "per_step"] | None = None  # crnn: the encoder's feature layout per step
 
 
 @dataclass(frozen=True)
@@ -196,11 +201,14 @@ class FinetuneRecipe(Recipe):
 
 @dataclass(frozen=True)
 class AnnRun:
-    """An ANN pretraining run: its dataset, with optional overrides of the shared blocks."""
+    """An ANN pretraining run: its dataset, with optional overrides of the shared blocks. `weights`: a
+    file (torchvision ResNet state dict or pretrain_ann checkpoint) the ANN starts from; `ann: {epochs: 0}`
+    imports it without training (pipeline/pretrain/weights.py)."""
 
     dataset: str
     model: dict[str, Any] | None = None
     ann: dict[str, Any] | None = None
+    weights: str | None = None
 
 
 @dataclass(frozen=True)
@@ -211,6 +219,7 @@ class PipelineRun:
     target: str
     stem: Literal["adapt", "reinit"]
     baseline: str | None = None
+    decoder: Literal["transfer", "reinit"] | None = None  # video models; None = transfer
     snn: dict[str, Any] | None = None
     finetune: dict[str, Any] | None = None
 
@@ -242,7 +251,9 @@ def build(cls: Any, value: Any, where: str) -> Any:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(value) - names)
         if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(names))})")
+            raise ConfigError(
+                f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(names))})"
+            )
         kwargs = {}
         for f in dataclasses.fields(cls):
             if f.name in value:

@@ -1,5 +1,7 @@
 """Data stages of paper A, the embedded stand-ins of the default run (no model code, so a model edit
-never rewrites data): digits images, their ES-ImageNet events, moving-digit clips and their ES-UCF101 events."""
+never rewrites data): digits images, their ES-ImageNet events, moving-digit clips and their ES-UCF101
+events."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,12 +25,15 @@ def es_imagenet_convert(cfg: EsConvertConfig, *, images: Path, out: Path) -> Non
 
     c = cfg.convert
     with atomic_dir(out) as tmp:
-        report = convert_imagefolder(Path(images), tmp, Geometry(c.long_side, c.canvas, c.margin), c.threshold,
-                                     c.min_events)
+        report = convert_imagefolder(
+            Path(images), tmp, Geometry(c.long_side, c.canvas, c.margin), c.threshold, c.min_events
+        )
         write_json(tmp / "conversion.json", report)
     dropped = report["train"]["dropped_under_min_events"] + report["val"]["dropped_under_min_events"]
-    print(f"converted {report['train']['written']} train / {report['val']['written']} val samples "
-          f"(dropped {dropped}) to {out}")
+    print(
+        f"converted {report['train']['written']} train / {report['val']['written']} val samples "
+        f"(dropped {dropped}) to {out}"
+    )
 
 
 def motion_embedded(cfg: MotionConfig, *, out: Path) -> None:
@@ -37,11 +42,21 @@ def motion_embedded(cfg: MotionConfig, *, out: Path) -> None:
 
     m = cfg.motion
     with atomic_dir(out) as tmp:
-        report = write_moving_digits(tmp, n_classes=m.n_classes, clips_per_class_train=m.clips_per_class_train,
-                                     clips_per_class_val=m.clips_per_class_val, n_frames=m.n_frames,
-                                     height=m.height, width=m.width, seed=m.seed)
+        report = write_moving_digits(
+            tmp,
+            n_classes=m.n_classes,
+            clips_per_class_train=m.clips_per_class_train,
+            clips_per_class_val=m.clips_per_class_val,
+            n_frames=m.n_frames,
+            height=m.height,
+            width=m.width,
+            seed=m.seed,
+        )
         write_json(tmp / "clips.json", report)
-    print(f"wrote {report['train']} train / {report['val']} val clips of {len(report['classes'])} motions to {out}")
+    print(
+        f"wrote {report['train']} train / {report['val']} val clips of {len(report['classes'])} motions "
+        f"to {out}"
+    )
 
 
 def es_ucf101_convert(cfg: UcfConvertConfig, *, frames: Path, out: Path) -> None:
@@ -50,6 +65,8 @@ def es_ucf101_convert(cfg: UcfConvertConfig, *, frames: Path, out: Path) -> None
 
     c = cfg.convert
     with atomic_dir(out) as tmp:
-        report = convert_frames_tree(Path(frames), tmp, size=(c.height, c.width), n_frames=c.n_frames, rate=c.rate)
+        report = convert_frames_tree(
+            Path(frames), tmp, size=(c.height, c.width), n_frames=c.n_frames, rate=c.rate
+        )
         write_json(tmp / "conversion.json", report)
     print(f"converted {report} to {out}")

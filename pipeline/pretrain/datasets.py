@@ -6,6 +6,7 @@ lists), `ucf101_frames` (RGB frame folders, one per video) and `es_ucf101`
 (polarities), the others 3 (RGB); the two UCF101 formats are clips and go to
 the video twin (pipeline/pretrain/models.py).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -49,7 +50,9 @@ def open_split(ds: PretrainDataset, root: Path, split: str, gpu_decode: bool = F
     if ds.format == "ucf101_frames":
         from pipeline.data.ucf101_frames import UCF101Frames, discover_frame_classes
 
-        return UCF101Frames(root, split, ds.n_frames, ds.height, ds.width, discover_frame_classes(root))
+        return UCF101Frames(
+            root, split, ds.n_frames, ds.height, ds.width, discover_frame_classes(root), ds.sampling or "even"
+        )
     raise ValueError(f"unknown dataset format '{ds.format}'")
 
 
@@ -64,8 +67,15 @@ def resolve_root(data: Path) -> Path:
     return data
 
 
-def build_loaders(ds: PretrainDataset, name: str, data: Path, batch_size: int, gen: torch.Generator,
-                  num_workers: int, d: Dist = Dist()) -> tuple[DataLoader, DataLoader, list[str], int]:
+def build_loaders(
+    ds: PretrainDataset,
+    name: str,
+    data: Path,
+    batch_size: int,
+    gen: torch.Generator,
+    num_workers: int,
+    d: Dist = Dist(),
+) -> tuple[DataLoader, DataLoader, list[str], int]:
     """Train/val loaders of dataset `name` read from `data`; also the files skipped while caching and the
     number of samples of both splits.
 
@@ -76,7 +86,9 @@ def build_loaders(ds: PretrainDataset, name: str, data: Path, batch_size: int, g
         raise FileNotFoundError(f"{root}: data root of dataset '{name}' not found")
     loaders, skipped, total = [], [], 0
     for split in SPLITS:
-        dataset = open_split(ds, root, split, gpu_decode=not ds.in_memory)  # a cached dataset needs decoded items
+        dataset = open_split(
+            ds, root, split, gpu_decode=not ds.in_memory
+        )  # a cached dataset needs decoded items
         check_split(dataset, f"{root}: split '{split}' of dataset '{name}'", ds.num_classes)
         total += len(dataset)
         if ds.in_memory:  # samples cached as the loaders store them (uint8, packed bits): the loop converts
@@ -86,6 +98,13 @@ def build_loaders(ds: PretrainDataset, name: str, data: Path, batch_size: int, g
         if ds.in_memory:
             loaders.append(DataLoader(dataset, batch_sampler=sampler))
         else:
-            loaders.append(DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
-                                      collate_fn=collate_skipping, pin_memory=torch.cuda.is_available()))
+            loaders.append(
+                DataLoader(
+                    dataset,
+                    batch_sampler=sampler,
+                    num_workers=num_workers,
+                    collate_fn=collate_skipping,
+                    pin_memory=torch.cuda.is_available(),
+                )
+            )
     return loaders[0], loaders[1], skipped, total

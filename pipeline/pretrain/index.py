@@ -5,6 +5,7 @@ It is the DAG node both drivers hang a dataset on (dvc.yaml cannot look a
 dataset's root up by name inside a foreach), and it fails early with a message
 naming the missing file instead of deep inside a training stage.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,14 +60,35 @@ def index(cfg: IndexConfig, *, dataset: str, out: Path) -> None:
         check_split(data, f"{root}: split '{split}' of {dataset}", ds.num_classes)
         splits[split] = len(data)
         classes[split] = [str(c) for c in data.classes] if hasattr(data, "classes") else None
-        _opened[(str(root), split)] = data  # the probes use it (forked workers inherit it) instead of reopening
+        _opened[(str(root), split)] = (
+            data  # the probes use it (forked workers inherit it) instead of reopening
+        )
         unreadable[split] = unreadable_samples(ds, root, split, len(data))
     if classes["train"] != classes["val"]:
         # ImageFolder numbers class folders per split: different folders would silently swap labels
-        raise ValueError(f"{root}: train/ and val/ have different class folders "
-                         f"(only in train: {sorted(set(classes['train']) - set(classes['val']))}, "
-                         f"only in val: {sorted(set(classes['val']) - set(classes['train']))})")
-    check_unreadable(unreadable["train"] + unreadable["val"], sum(splits.values()), cfg.max_skipped_fraction,
-                     f"dataset '{dataset}' ({root})")
-    write_json(out, {"dataset": dataset, "format": ds.format, "root": str(root),
-                     "classes": classes["train"], "splits": splits, "unreadable": unreadable})
+        raise ValueError(
+            f"{root}: train/ and val/ have different class folders "
+            f"(only in train: {sorted(set(classes['train']) - set(classes['val']))}, "
+            f"only in val: {sorted(set(classes['val']) - set(classes['train']))})"
+        )
+    check_unreadable(
+        unreadable["train"] + unreadable["val"],
+        sum(splits.values()),
+        cfg.max_skipped_fraction,
+        f"dataset '{dataset}' ({root})",
+    )
+    write_json(
+        out,
+        {
+            "dataset": dataset,
+            "format": ds.format,
+            "root": str(root),
+            "classes": classes["train"],
+            "splits": splits,
+            "unreadable": unreadable,
+        },
+    )
+    print(
+        f"{dataset}: {ds.format} at {root}, {splits['train']} train / {splits['val']} val samples, "
+        f"{len(classes['train'] or []) or ds.num_classes} classes -> {out}"
+    )

@@ -7,6 +7,7 @@ fine-tuning). Every SNN batch ends with functional.reset_net so no membrane
 state leaks between batches. The best epoch is the one with the best
 validation accuracy.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -48,7 +49,9 @@ def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe) -> torch.op
     if recipe.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=recipe.epochs)
     if recipe.schedule == "multistep":
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(recipe.milestones), gamma=recipe.gamma)
+        return torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=list(recipe.milestones), gamma=recipe.gamma
+        )
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
 
@@ -62,20 +65,40 @@ def set_body_frozen(model: nn.Module, frozen: bool, trainable_prefixes: tuple[st
 class PretrainTask:
     """One training stage of paper A as a Task of the shared loop."""
 
-    def __init__(self, model: nn.Module, recipe: Recipe, train_loader: DataLoader, val_loader: DataLoader,
-                 device: torch.device, d: Dist, precision: Precision, ckpt: Path, meta: dict[str, Any],
-                 epoch_hook: Callable[[int], None] | None = None, skipped: list[str] | None = None,
-                 n_samples: int = 0, max_skipped_fraction: float = 0.0, dataset_name: str = "") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        recipe: Recipe,
+        train_loader: DataLoader,
+        val_loader: DataLoader,
+        device: torch.device,
+        d: Dist,
+        precision: Precision,
+        ckpt: Path,
+        meta: dict[str, Any],
+        epoch_hook: Callable[[int], None] | None = None,
+        skipped: list[str] | None = None,
+        n_samples: int = 0,
+        max_skipped_fraction: float = 0.0,
+        dataset_name: str = "",
+    ) -> None:
         self.model = model.to(device)
         self.net = distributed.wrap(self.model, d, device)
         self.optimizer = make_optimizer(self.model, recipe)
         self.scheduler = make_scheduler(self.optimizer, recipe)
         self.train_loader, self.val_loader = train_loader, val_loader
-        self.train_spec, self.val_spec = input_spec_of(train_loader.dataset), input_spec_of(val_loader.dataset)
+        self.train_spec, self.val_spec = (
+            input_spec_of(train_loader.dataset),
+            input_spec_of(val_loader.dataset),
+        )
         self.device, self.d, self.precision, self.ckpt, self.meta = device, d, precision, ckpt, meta
         self.epoch_hook = epoch_hook
         self.skipped: set[str] = set(skipped or [])
-        self.n_samples, self.max_skipped_fraction, self.dataset_name = n_samples, max_skipped_fraction, dataset_name
+        self.n_samples, self.max_skipped_fraction, self.dataset_name = (
+            n_samples,
+            max_skipped_fraction,
+            dataset_name,
+        )
         self._reported = len(self.skipped)  # skipped files already warned about (while caching)
         self.crit = nn.CrossEntropyLoss()
         self.is_snn = bool(getattr(model, "is_snn", False))
@@ -132,18 +155,30 @@ class PretrainTask:
             if self.is_snn:
                 functional.reset_net(self.net)
         loss_sum, correct, seen = all_sum(metrics.compute(), self.d, self.device)
-        if len(self.skipped) > self._reported:  # new unreadable files: say so (or stop, past the allowed share)
-            check_unreadable(sorted(self.skipped), self.n_samples, self.max_skipped_fraction,
-                             f"dataset '{self.dataset_name}'")
+        if (
+            len(self.skipped) > self._reported
+        ):  # new unreadable files: say so (or stop, past the allowed share)
+            check_unreadable(
+                sorted(self.skipped),
+                self.n_samples,
+                self.max_skipped_fraction,
+                f"dataset '{self.dataset_name}'",
+            )
             self._reported = len(self.skipped)
         if seen == 0:
-            raise ValueError(f"dataset '{self.dataset_name}': no readable sample in the whole validation split")
+            raise ValueError(
+                f"dataset '{self.dataset_name}': no readable sample in the whole validation split"
+            )
         return {"val_loss": loss_sum / seen, "val_acc": 100.0 * correct / seen}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "scaler": self.precision.scaler.state_dict(),
-                "skipped": sorted(self.skipped)}
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.precision.scaler.state_dict(),
+            "skipped": sorted(self.skipped),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -153,9 +188,18 @@ class PretrainTask:
         self.skipped = set(state["skipped"])
 
     def save_outputs(self, epoch: int, result: Result, best_state: dict[str, Any]) -> None:
-        """One checkpoint file: the last model (`model`: what transfer uses, the fully sharpened ANN), the best
-        one (`best_model`), the optimiser state and the stage's metadata (model config, role, timing)."""
-        save_torch(self.ckpt, {"model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-                               "best_model": best_state, "optimizer": self.optimizer.state_dict(), "epoch": epoch,
-                               "best_epoch": result.best_epoch, "best_val_acc": result.best["val_acc"],
-                               "elapsed_s": result.history[-1]["elapsed_s"], **self.meta})
+        """One checkpoint file: the last model (`model`: what transfer uses, the fully sharpened ANN), the
+        best one (`best_model`), the optimiser state and the stage's metadata (model config, role, timing)."""
+        save_torch(
+            self.ckpt,
+            {
+                "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                "best_model": best_state,
+                "optimizer": self.optimizer.state_dict(),
+                "epoch": epoch,
+                "best_epoch": result.best_epoch,
+                "best_val_acc": result.best["val_acc"],
+                "elapsed_s": result.history[-1]["elapsed_s"],
+                **self.meta,
+            },
+        )
