@@ -22,11 +22,17 @@ venv: $(VENV)/.installed
 # Stage commands call `python -m pipeline ...`: put the venv first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-# Main job: the full default pipeline on the embedded data.
+# Main job: the full default pipeline on the embedded data, then Snakemake's outputs recorded in DVC's
+# cache, so that `dvc status` is up to date and `dvc repro`, `dvc exp run` and queued experiments rerun only
+# what a change touches (docs/pipeline.md, "Switching drivers").
 run: venv
 	snakemake --cores $(CORES)
+	dvc repro --quiet check_params
+	dvc commit --force --quiet
 
 test: venv
+	ruff check .
+	ruff format --check .
 	python -m pytest -q
 
 # Benchmarks (docs/benchmarks.md, about 7 min on 2 cores): results/bench/*.json and a ratio table.

@@ -1,4 +1,5 @@
 """A temporary copy of the project to run the drivers in (the tests' and the benchmarks')."""
+
 from __future__ import annotations
 
 import shutil
@@ -16,7 +17,15 @@ def copy_project(dst: Path, params: dict[str, Any] | None = None, commit: bool =
 
     `params` replaces params.yaml; `commit` commits the copy (what the project's .gitignore ignores left out).
     The benchmarks' copies (benchmarks/project.py) come from here too."""
-    names = ["Snakefile", "dvc.yaml", "pyproject.toml", ".dvcignore", ".gitignore"] + (["params.yaml"] if params is None else [])
+    names = [
+        "Makefile",
+        "Snakefile",
+        "dvc.yaml",
+        "pyproject.toml",
+        "requirements.lock",
+        ".dvcignore",
+        ".gitignore",
+    ] + (["params.yaml"] if params is None else [])
     for name in names:
         if (REPO / name).exists():
             shutil.copy2(REPO / name, dst / name)

@@ -2,6 +2,7 @@
 does nothing; a changed parameter reruns exactly the stages that read it (a training key never
 re-prepares data); the command line's config reaches the stages; bad parameters stop both drivers
 before anything is deleted; a killed stage is rerun and resumes."""
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,11 @@ from tests.project_copy import commit_all
 
 pytestmark = pytest.mark.e2e
 
-DELAY_JOBS = {f"delays_{s}@synth-{v}-0" for s in ("train", "evaluate") for v in ("no_delay", "fixed_delay", "learned_delay")}
+DELAY_JOBS = {
+    f"delays_{s}@synth-{v}-0"
+    for s in ("train", "evaluate")
+    for v in ("no_delay", "fixed_delay", "learned_delay")
+}
 
 
 def tiny(params: dict) -> dict:
@@ -69,9 +74,20 @@ def test_snakemake_runs_caches_and_reruns_only_what_a_param_touches(project: Pat
     metrics = json.loads((project / "results" / "metrics.json").read_text())
     assert {"synth/learned_delay", "synth/no_delay"} <= set(metrics["delays"])
     assert "test_acc_mean" in metrics["delays"]["synth/learned_delay"]
-    assert set(metrics["pretrain"]) == {"digits/digits", "digits_events/digits_events", "motion_events/motion_events",
-                                        "digits/pipeS", "digits_events/pipeD", "motion_events/pipeU"}
+    assert set(metrics["pretrain"]) == {
+        "digits/digits",
+        "digits_events/digits_events",
+        "motion_events/motion_events",
+        "digits/pipeS",
+        "digits_events/pipeD",
+        "motion_events/pipeU",
+    }
 
+    logs = sorted((project / "logs").rglob("*.log"))
+    assert len(logs) >= 20
+    for log in logs:  # every stage's log says what ran and holds what the stage printed
+        lines = log.read_text().splitlines()
+        assert "python -m pipeline" in lines[0] and "ended after" in lines[-1] and len(lines) >= 3, log
     out, seconds = _timed(["snakemake", "--cores", "2"], project)
     print(f"no-op snakemake: {seconds:.2f} s")
     assert "Nothing to be done" in out
@@ -79,7 +95,9 @@ def test_snakemake_runs_caches_and_reruns_only_what_a_param_touches(project: Pat
     _set(project, "pretrain.finetune.epochs", 2)
     assert _planned(project) == ["finetune_snn"] * 3 + ["report"]
     _set(project, "pretrain.finetune.epochs", 1)
-    _set(project, "delays.sets.synth.train.dropout", 0.3)  # a training key: retrain and evaluate, never re-prepare
+    _set(
+        project, "delays.sets.synth.train.dropout", 0.3
+    )  # a training key: retrain and evaluate, never re-prepare
     assert _planned(project) == ["delays_evaluate"] * 3 + ["delays_train"] * 3 + ["report"]
     _set(project, "delays.sets.synth.train.dropout", 0.4)
     assert _planned(project) == []
@@ -88,7 +106,9 @@ def test_snakemake_runs_caches_and_reruns_only_what_a_param_touches(project: Pat
 def test_the_command_lines_config_reaches_the_stages(project: Path) -> None:
     """A --config value overriding a params.yaml key is what the stage computes with (not params.yaml's)."""
     target = "results/delays/train/synth/learned_delay/s0"
-    run(["snakemake", "--cores", "1", target, "--config", "max_epochs=1"], cwd=project)  # targets before --config
+    run(
+        ["snakemake", "--cores", "1", target, "--config", "max_epochs=1"], cwd=project
+    )  # targets before --config
     assert len(read_json(project / target / "history.json")) == 1  # params.yaml trains 2 epochs
     assert read_json(project / target / "config.json")["net"]["epochs"] == 2
     assert "delays_train" in _planned(project)  # back to params.yaml's value: rerun
@@ -99,7 +119,9 @@ def test_the_report_shows_tables_and_plots(project: Path) -> None:
     run(["snakemake", "--report", "results/report.html"], cwd=project)  # as the README types it
     report = (project / "results/report.html").read_text()
     assert "delays.html" in report and "pretrain_time_accuracy.png" in report
-    assert "results/report.html" not in run(["git", "status", "--porcelain"], cwd=project).stdout  # git-ignored
+    assert (
+        "results/report.html" not in run(["git", "status", "--porcelain"], cwd=project).stdout
+    )  # git-ignored
 
 
 def test_snakemakes_directory_markers_are_invisible_to_git_and_dvc(project: Path) -> None:
@@ -108,14 +130,19 @@ def test_snakemakes_directory_markers_are_invisible_to_git_and_dvc(project: Path
     run(["snakemake", "--cores", "2"], cwd=project)
     markers = [str(p.relative_to(project)) for p in project.rglob(".snakemake_timestamp")]
     assert any(m.startswith("results/") for m in markers)  # git-tracked directory outputs get them too
-    assert ".snakemake_timestamp" not in run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=project).stdout
+    assert (
+        ".snakemake_timestamp"
+        not in run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=project).stdout
+    )
     ignored = run(["dvc", "check-ignore", *markers], cwd=project).stdout.split()
     assert sorted(ignored) == sorted(markers)
 
 
 def _messages(stderr: str) -> list[str]:
     """Snakemake's stderr without its note that it uses the project's profile."""
-    return [line for line in stderr.strip().splitlines() if not line.startswith("Using workflow specific profile")]
+    return [
+        line for line in stderr.strip().splitlines() if not line.startswith("Using workflow specific profile")
+    ]
 
 
 def test_bad_params_stop_snakemake_with_one_line(project: Path) -> None:
@@ -124,23 +151,30 @@ def test_bad_params_stop_snakemake_with_one_line(project: Path) -> None:
         _set(project, "delays.datasets", ["synth", "shd_typo"])
         proc = run(["snakemake", "-n", "--cores", "1"], cwd=project, check=False)
         assert proc.returncode == 2 and _messages(proc.stderr) == [
-            "error: params.yaml: delays.datasets: 'shd_typo' is not defined in delays.sets (defined: synth)"]
+            "error: params.yaml: delays.datasets: 'shd_typo' is not defined in delays.sets (defined: synth)"
+        ]
         (project / "params.yaml").write_text(params.replace("device: auto", "device: auto\n\tthreads: 2", 1))
         proc = run(["snakemake", "-n", "--cores", "1"], cwd=project, check=False)
         lines = _messages(proc.stderr)
-        assert proc.returncode == 2 and len(lines) == 1 and re.match(r"error: params.yaml:\d+:\d+: invalid YAML", lines[0])
+        assert (
+            proc.returncode == 2
+            and len(lines) == 1
+            and re.match(r"error: params.yaml:\d+:\d+: invalid YAML", lines[0])
+        )
     finally:
         (project / "params.yaml").write_text(params)
 
 
 def test_dvc_commit_adopts_a_snakemake_run(project: Path) -> None:
-    """After a Snakemake run with params.yaml as it is, the two commands of docs/pipeline.md record its outputs,
-    so DVC does not rerun every stage to learn what Snakemake already computed."""
+    """After a Snakemake run with params.yaml as it is, the two commands of docs/pipeline.md record its
+    outputs, so DVC does not rerun every stage to learn what Snakemake already computed."""
     run(["snakemake", "--cores", "2"], cwd=project)
     assert "Data and pipelines are up to date" not in run(["dvc", "status"], cwd=project).stdout
     ckpt = project / "models/delays/synth/learned_delay/s0/best.pt"
     before = ckpt.read_bytes()
-    ran = run(["dvc", "repro", "check_params"], cwd=project).stdout  # DVC's own stage: Snakemake checks as it parses
+    ran = run(
+        ["dvc", "repro", "check_params"], cwd=project
+    ).stdout  # DVC's own stage: Snakemake checks as it parses
     assert set(re.findall(r"Running stage '([^']+)'", ran)) == {"check_params"}
     run(["dvc", "commit", "-f"], cwd=project)
     assert "Data and pipelines are up to date" in run(["dvc", "status"], cwd=project).stdout
@@ -157,7 +191,10 @@ def test_dvc_repro_caches_and_reruns_only_what_a_param_touches(project: Path) ->
     _set(project, "delays.sets.synth.train.dropout", 0.3)
     out = run(["dvc", "repro"], cwd=project).stdout
     ran = set(re.findall(r"Running stage '([^']+)'", out))
-    assert ran == DELAY_JOBS | {"check_params", "report"}  # check_params reads params.yaml; its output is unchanged
+    assert ran == DELAY_JOBS | {
+        "check_params",
+        "report",
+    }  # check_params reads params.yaml; its output is unchanged
     # the metrics of the two commits-to-be compare through DVC, and so do the per-epoch curves
     diff = run(["dvc", "metrics", "diff", "--json"], cwd=project).stdout
     assert "results/metrics.json" in diff
@@ -167,22 +204,45 @@ def test_dvc_repro_caches_and_reruns_only_what_a_param_touches(project: Path) ->
     assert "results/curves/finetune_snn/pipeU/val_acc.tsv" in plots["data"]
 
 
-def test_the_readmes_comparison_commands_across_commits(project: Path) -> None:
-    """An experiment with one parameter changed, then every command the README shows to compare two commits."""
+def readme_commands(heading: str) -> list[str]:
+    """The commands of the first bash block after a README heading, comments removed."""
+    text = (REPO / "README.md").read_text().split(heading + "\n", 1)[1]
+    block = text.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def test_the_readmes_running_section_as_typed(project: Path) -> None:
+    """Every command of the README's "Running" section, in order, as typed (the test's PATH has the venv
+    first, which is what `source .venv/bin/activate` does); the experiment is committed so that HEAD~1
+    exists."""
+    commands = readme_commands("## Running")
+    assert commands[0] == "source .venv/bin/activate" and len(commands) >= 10
     commit_all(project, "baseline results")
-    out = run(["dvc", "exp", "run", "-S", "delays.recipe.lr_positions=0.05"], cwd=project).stdout
-    assert set(re.findall(r"Running stage '([^']+)'", out)) == DELAY_JOBS | {"check_params", "report"}
-    shown = run(["dvc", "exp", "show", "--drop", ".*", "--keep",
-                 r"Experiment|Created|delays\.synth/learned_delay\.test_acc_mean|pretrain\.digits_events/pipeD\.(top1|time_ratio)"],
-                cwd=project).stdout
-    assert "test_acc_mean" in shown and "top1" in shown and "lr_positions" not in shown
-    commit_all(project, "lr_positions 0.05")
-    assert "results/metrics.json" in run(["dvc", "metrics", "diff", "HEAD~1"], cwd=project).stdout
-    assert "delays.recipe.lr_positions" in run(["dvc", "params", "diff", "HEAD~1"], cwd=project).stdout
-    plots = run(["dvc", "plots", "diff", "HEAD~1"], cwd=project)
-    assert "dvc_plots/index.html" in plots.stdout + plots.stderr
-    compared = run(["python", "-m", "pipeline", "compare", "HEAD~1", "HEAD"], cwd=project).stdout
-    assert "## delays:" in compared and "## pretrain:" in compared and "learned" in compared  # both papers' tables
+    for command in commands[1:]:
+        out = run(["bash", "-c", command], cwd=project)
+        text = out.stdout + out.stderr
+        if command.startswith("dvc exp run"):
+            assert set(re.findall(r"Running stage '([^']+)'", text)) == DELAY_JOBS | {
+                "check_params",
+                "report",
+            }
+            commit_all(project, "lr_positions 0.05")
+        elif command.startswith("snakemake --report"):
+            assert (project / "results/report.html").stat().st_size > 100_000
+        elif command == "python -m pipeline experiments":
+            assert "lr_positions=0.05" in text and max(map(len, text.splitlines())) <= 100, text
+        elif command.startswith("dvc metrics diff"):
+            assert "results/metrics.json" in text
+        elif command.startswith("dvc params diff"):
+            assert "delays.recipe.lr_positions" in text
+        elif command.startswith("dvc plots diff"):
+            assert "dvc_plots/index.html" in text
+        elif command.startswith("python -m pipeline compare"):
+            assert (
+                "## delays:" in text and "## pretrain:" in text and "learned" in text
+            )  # both papers' tables
+        elif command == "python -m pipeline --help":
+            assert "experiments" in text and "delays_train" in text
 
 
 def test_a_typo_key_stops_dvc_before_anything_is_deleted(project: Path) -> None:
@@ -191,15 +251,21 @@ def test_a_typo_key_stops_dvc_before_anything_is_deleted(project: Path) -> None:
     before = ckpt.stat().st_mtime_ns
     try:
         _set(project, "delays.trian", 1)
-        _set(project, "delays.sets.synth.train.dropout", 0.2)  # would rerun training if the typo went unnoticed
+        _set(
+            project, "delays.sets.synth.train.dropout", 0.2
+        )  # would rerun training if the typo went unnoticed
         proc = run(["dvc", "repro"], cwd=project, check=False)
         ours = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("error:")]
-        assert proc.returncode != 0 and ours == ["error: params.yaml: delays: unknown key(s) 'trian' (allowed: "
-                                                 "datasets, variants, seeds, synth, recipe, sets)"]
+        assert proc.returncode != 0 and ours == [
+            "error: params.yaml: delays: unknown key(s) 'trian' (allowed: "
+            "datasets, variants, seeds, synth, recipe, sets)"
+        ]
         assert "Running stage 'delays_train" not in proc.stdout
         assert ckpt.stat().st_mtime_ns == before
         (project / "params.yaml").write_text(params.replace("device: auto", "device: auto\n\tthreads: 2", 1))
-        proc = run(["dvc", "repro"], cwd=project, check=False)  # a YAML error: DVC's own message, file, line, column
+        proc = run(
+            ["dvc", "repro"], cwd=project, check=False
+        )  # a YAML error: DVC's own message, file, line, column
         assert proc.returncode != 0 and "params.yaml" in proc.stderr and "line 2, column 1" in proc.stderr
         assert ckpt.stat().st_mtime_ns == before
     finally:

@@ -6,10 +6,14 @@ while the console keeps its live output: a carriage-return frame of a progress
 bar reaches the log only as the text that ends its line (a bar that clears
 itself, never). Progress lines meant for the log alone go through `note`.
 """
+
 from __future__ import annotations
 
 import contextlib
+import shlex
+import socket
 import sys
+import time
 from pathlib import Path
 from typing import IO, Iterator, TextIO
 
@@ -56,7 +60,9 @@ def note(line: str) -> None:
 
 @contextlib.contextmanager
 def logging_to(path: Path | None) -> Iterator[None]:
-    """Copy stdout and stderr to `path` (created, replacing an older log) for the duration."""
+    """Copy stdout and stderr to `path` (created, replacing an older log) for the duration. The log opens with
+    the command and ends with when it ended (an error line, if any, comes before), so a stage that prints
+    nothing still says what ran, where and how long."""
     global _log
     if path is None:
         yield
@@ -64,11 +70,20 @@ def logging_to(path: Path | None) -> Iterator[None]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as log:
+        start = time.time()
+        command = shlex.join(["python", "-m", "pipeline", *sys.argv[1:]])
+        log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} on {socket.gethostname()}: {command}\n")
+        log.flush()
         out, err = sys.stdout, sys.stderr
         sys.stdout, sys.stderr, _log = _Tee(out, log), _Tee(err, log), log
+        ended = "ended"
         try:
             yield
+        except BaseException as exc:  # noqa: BLE001 - re-raised: only named in the log
+            ended = f"stopped by {type(exc).__name__}"
+            raise
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
             sys.stdout, sys.stderr, _log = out, err, None
+            log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {ended} after {time.time() - start:.1f} s\n")
