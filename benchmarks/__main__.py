@@ -7,6 +7,7 @@ headline numbers are the dict's "ratios" (speed-ups measured in the same run,
 when it has neither, every numeric entry whose key mentions "ratio" or
 "speedup". A benchmark module that is not there yet is reported and skipped.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,13 +74,23 @@ def run_one(name: str, quick: bool) -> dict[str, Any]:
         result = module.main(quick=quick)
     except Exception:  # report it and go on with the other benchmarks
         traceback.print_exc()
-        return {**entry, "status": "failed", "wall_s": round(time.perf_counter() - t0, 1),
-                "error": traceback.format_exc(limit=3)}
+        return {
+            **entry,
+            "status": "failed",
+            "wall_s": round(time.perf_counter() - t0, 1),
+            "error": traceback.format_exc(limit=3),
+        }
     wall = round(time.perf_counter() - t0, 1)
     path = save(name, result)
     print(f"[{name}] done in {wall} s -> {path.relative_to(RESULTS.parent.parent)}", flush=True)
-    return {**entry, "status": "ok", "wall_s": wall, "quick": quick, "headline": headline(result),
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return {
+        **entry,
+        "status": "ok",
+        "wall_s": wall,
+        "quick": quick,
+        "headline": headline(result),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def print_table(entries: dict[str, dict[str, Any]]) -> None:
@@ -98,9 +109,16 @@ def print_table(entries: dict[str, dict[str, Any]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller inputs and fewer repeats (a smoke test)")
-    parser.add_argument("--only", action="append", choices=list(BENCHMARKS), metavar="NAME",
-                        help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller inputs and fewer repeats (a smoke test)"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=list(BENCHMARKS),
+        metavar="NAME",
+        help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}",
+    )
     args = parser.parse_args(argv)
     names = args.only or list(BENCHMARKS)
     t0 = time.perf_counter()
@@ -113,9 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "last_command": " ".join(["python -m benchmarks", *sys.argv[1:]]) if argv is None else " ".join(argv),
         "last_total_s": total,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                    "loadavg_1m_start_end": [round(load_start[0], 2), round(os.getloadavg()[0], 2)]},
-        "benchmarks": {name: ran.get(name, previous.get(name)) for name in BENCHMARKS if name in ran or name in previous},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "loadavg_1m_start_end": [round(load_start[0], 2), round(os.getloadavg()[0], 2)],
+        },
+        "benchmarks": {
+            name: ran.get(name, previous.get(name)) for name in BENCHMARKS if name in ran or name in previous
+        },
     }
     save("summary", summary)
     print()

@@ -10,6 +10,7 @@ Loader: one epoch of shuffled batches over the prepared training split
 (pipeline.data.prepared: one vectorised gather per batch) in samples per
 second, against a per-sample collate (slice each sample, pad_sequence).
 """
+
 from __future__ import annotations
 
 import statistics
@@ -32,7 +33,11 @@ NAME = "binning"
 
 
 def bin_per_sample(
-    times: list[np.ndarray], units: list[np.ndarray], time_step_ms: float, n_units: int = shd.N_UNITS, pool: int = 1
+    times: list[np.ndarray],
+    units: list[np.ndarray],
+    time_step_ms: float,
+    n_units: int = shd.N_UNITS,
+    pool: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The per-sample loop form of shd.bin_events (same outputs, no input checks)."""
     n_out = -(-n_units // pool)
@@ -53,8 +58,10 @@ def bin_per_sample(
 
 def batch_per_sample(split: prepared.Split, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Split.batch written one sample at a time (slice, then pad)."""
-    samples = [torch.from_numpy(np.array(split.frames[split.offsets[i] : split.offsets[i + 1]])).float()
-               for i in idx.tolist()]
+    samples = [
+        torch.from_numpy(np.array(split.frames[split.offsets[i] : split.offsets[i + 1]])).float()
+        for i in idx.tolist()
+    ]
     return pad_sequence(samples), torch.from_numpy(split.labels[idx.numpy()])
 
 
@@ -93,25 +100,38 @@ def _measure(quick: bool) -> dict[str, Any]:
         args = (times, units, set_cfg["time_step_ms"])
         kwargs = {"n_units": set_cfg["n_channels"], "pool": set_cfg["pool"]}
         ours, loop = shd.bin_events(*args, **kwargs), bin_per_sample(*args, **kwargs)
-        assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(ours, loop)), "binning outputs differ"
-        samples = timings({"per_sample_loop": lambda: bin_per_sample(*args, **kwargs),
-                           "vectorised": lambda: shd.bin_events(*args, **kwargs)},
-                          repeats=3 if quick else 9)
+        assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(ours, loop)), (
+            "binning outputs differ"
+        )
+        samples = timings(
+            {
+                "per_sample_loop": lambda: bin_per_sample(*args, **kwargs),
+                "vectorised": lambda: shd.bin_events(*args, **kwargs),
+            },
+            repeats=3 if quick else 9,
+        )
         binning = {name: statistics.median(s) for name, s in samples.items()}
         best = {name: min(s) for name, s in samples.items()}
 
         params["delays"]["sets"]["synth"]["data"]["root"] = str(raw)
-        prepare(build_config(stage("delays_prepare"), params, {"dataset": "synth"}), dataset="synth",
-                out=Path(tmp) / "prepared")
+        prepare(
+            build_config(stage("delays_prepare"), params, {"dataset": "synth"}),
+            dataset="synth",
+            out=Path(tmp) / "prepared",
+        )
         split = prepared.load_split(Path(tmp) / "prepared" / "train")
     batch_size = int(set_cfg["batch_size"])
     idx = torch.randperm(len(split), generator=torch.Generator().manual_seed(1))[:batch_size]
     x_ours, y_ours = split.batch(idx)
     x_loop, y_loop = batch_per_sample(split, idx)
     assert torch.equal(x_ours, x_loop) and torch.equal(y_ours, y_loop), "batch outputs differ"
-    loader = compare({"per_sample_collate": lambda: _epoch(split, batch_size, per_sample=True),
-                      "vectorised_gather": lambda: _epoch(split, batch_size, per_sample=False)},
-                     repeats=3 if quick else 5)
+    loader = compare(
+        {
+            "per_sample_collate": lambda: _epoch(split, batch_size, per_sample=True),
+            "vectorised_gather": lambda: _epoch(split, batch_size, per_sample=False),
+        },
+        repeats=3 if quick else 5,
+    )
 
     result = {
         "name": NAME,
@@ -133,14 +153,20 @@ def _measure(quick: bool) -> dict[str, Any]:
             "batch_size": batch_size,
             "seconds_per_epoch": loader,
             "samples_per_s": {k: round(len(split) / v) for k, v in loader.items()},
-            "ratio_vectorised_vs_per_sample_collate": ratio(loader["per_sample_collate"], loader["vectorised_gather"]),
+            "ratio_vectorised_vs_per_sample_collate": ratio(
+                loader["per_sample_collate"], loader["vectorised_gather"]
+            ),
         },
         "quick": quick,
     }
     result["ratios"] = {
         "binning: vectorised vs per-sample loop": result["binning"]["ratio_vectorised_vs_per_sample_loop"],
-        "binning: vectorised vs per-sample loop, best of runs": result["binning"]["best_ratio_vectorised_vs_per_sample_loop"],
-        "loader: vectorised gather vs per-sample collate": result["loader"]["ratio_vectorised_vs_per_sample_collate"],
+        "binning: vectorised vs per-sample loop, best of runs": result["binning"][
+            "best_ratio_vectorised_vs_per_sample_loop"
+        ],
+        "loader: vectorised gather vs per-sample collate": result["loader"][
+            "ratio_vectorised_vs_per_sample_collate"
+        ],
     }
     return result
 

@@ -13,6 +13,7 @@ to 1e-9: same maths) and in float32 (reported; rounding can flip a spike).
 
 Run alone: python -m benchmarks.bench_delay_step [--profile]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,25 +40,36 @@ def paper_model(seed: int = 0) -> DelaySNN:
     shd = yaml.safe_load(Path(PRESET).read_text())["delays"]["sets"]["shd"]
     data, net = shd["data"], shd["train"]
     torch.manual_seed(seed)
-    return DelaySNN(n_in=-(-data["n_channels"] // data["pool"]), hidden=list(net["hidden"]), n_out=SHD_CLASSES,
-                    variant="learned_delay", kernel=kernel_size(net["max_delay_ms"], data["time_step_ms"]),
-                    tau=net["tau_ms"] / data["time_step_ms"], dropout=net["dropout"])
+    return DelaySNN(
+        n_in=-(-data["n_channels"] // data["pool"]),
+        hidden=list(net["hidden"]),
+        n_out=SHD_CLASSES,
+        variant="learned_delay",
+        kernel=kernel_size(net["max_delay_ms"], data["time_step_ms"]),
+        tau=net["tau_ms"] / data["time_step_ms"],
+        dropout=net["dropout"],
+    )
 
 
-def make_inputs(n_in: int, dtype: torch.dtype = torch.float32, batch: int = BATCH) -> tuple[torch.Tensor, torch.Tensor]:
+def make_inputs(
+    n_in: int, dtype: torch.dtype = torch.float32, batch: int = BATCH
+) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(0)
     x = torch.poisson(torch.full((T_STEPS, batch, n_in), INPUT_RATE), generator=gen).to(dtype)
     return x, torch.randint(0, SHD_CLASSES, (batch,), generator=gen)
 
 
-def training_step(model: DelaySNN, recipe: dict[str, Any], x: torch.Tensor,
-                  y: torch.Tensor) -> Callable[[], torch.Tensor]:
+def training_step(
+    model: DelaySNN, recipe: dict[str, Any], x: torch.Tensor, y: torch.Tensor
+) -> Callable[[], torch.Tensor]:
     """A closure running one step of train.fit's inner loop on (x, y) with its own optimisers."""
     groups = model.param_groups()
-    opt_w = torch.optim.Adam([
-        {"params": groups["weights"], "lr": recipe["lr"], "weight_decay": recipe["weight_decay"]},
-        {"params": groups["bn"], "lr": recipe["lr"], "weight_decay": 0.0},
-    ])
+    opt_w = torch.optim.Adam(
+        [
+            {"params": groups["weights"], "lr": recipe["lr"], "weight_decay": recipe["weight_decay"]},
+            {"params": groups["bn"], "lr": recipe["lr"], "weight_decay": 0.0},
+        ]
+    )
     opt_p = torch.optim.Adam(groups["positions"], lr=recipe["lr_positions"], weight_decay=0.0)
 
     def step() -> torch.Tensor:
@@ -76,7 +88,9 @@ def training_step(model: DelaySNN, recipe: dict[str, Any], x: torch.Tensor,
     return step
 
 
-def _forward_backward(model: DelaySNN, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def _forward_backward(
+    model: DelaySNN, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     torch.manual_seed(1)  # same dropout masks for both candidates
     out = model(x)
     loss_fn(out, y).backward()
@@ -110,7 +124,9 @@ def verify(model: DelaySNN, sigma: float) -> dict[str, dict[str, float]]:
         ref.set_fast_paths(False)
         x, y = make_inputs(ours.config["n_in"], dtype, VERIFY_BATCH)
         diffs = max_rel_diffs(ours, ref, x, y)
-        assert max(diffs.values()) < tol, f"ours and straightforward differ at sigma {sigma} in {dtype}: {diffs}"
+        assert max(diffs.values()) < tol, (
+            f"ours and straightforward differ at sigma {sigma} in {dtype}: {diffs}"
+        )
         found[str(dtype).removeprefix("torch.")] = diffs
     return found
 
@@ -129,7 +145,11 @@ def main(quick: bool = False, threads: int | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {
         "name": NAME,
         "what": "one delay-SNN training step (fwd + bwd + both Adam steps + clamp), SHD paper settings",
-        "model": base.config, "batch": BATCH, "input_steps": T_STEPS, "threads": threads, "quick": quick,
+        "model": base.config,
+        "batch": BATCH,
+        "input_steps": T_STEPS,
+        "threads": threads,
+        "quick": quick,
         "sigmas": {},
     }
     ratios = {}
@@ -143,12 +163,19 @@ def main(quick: bool = False, threads: int | None = None) -> dict[str, Any]:
             steps[name] = training_step(m, recipe, x, y)
         secs = compare(steps, repeats=2 if quick else 4)
         r = ratio(secs["straightforward"], secs["ours"])
-        result["sigmas"][f"{sigma:g}"] = {"seconds": secs, "ratio_ours_vs_straightforward": r, "max_rel_diff": checks}
+        result["sigmas"][f"{sigma:g}"] = {
+            "seconds": secs,
+            "ratio_ours_vs_straightforward": r,
+            "max_rel_diff": checks,
+        }
         ratios[f"training step, sigma {sigma:g}: ours vs straightforward"] = r
     result["target_ratio"] = 1.5
     result["ratios"] = ratios
-    print(f"[{NAME}] " + "; ".join(f"{k}: {v:.2f}x" for k, v in ratios.items())
-          + f" (target >= 1.5x, {threads} thread(s))")
+    print(
+        f"[{NAME}] "
+        + "; ".join(f"{k}: {v:.2f}x" for k, v in ratios.items())
+        + f" (target >= 1.5x, {threads} thread(s))"
+    )
     return result
 
 
@@ -176,11 +203,16 @@ def profile(sigma: float) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--profile", action="store_true", help="print torch.profiler tables instead of timing")
+    parser.add_argument(
+        "--profile", action="store_true", help="print torch.profiler tables instead of timing"
+    )
     parser.add_argument("--threads", type=int, help="torch threads (default: params.yaml's)")
     args = parser.parse_args()
     if args.profile:
-        for s in (float(paper_model().kernel // 2), float(default_params()["delays"]["recipe"]["sigma_final"])):
+        for s in (
+            float(paper_model().kernel // 2),
+            float(default_params()["delays"]["recipe"]["sigma_final"]),
+        ):
             profile(s)
     else:
         print(save(NAME, main(quick=args.quick, threads=args.threads)))

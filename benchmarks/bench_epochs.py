@@ -14,6 +14,7 @@ fixed reference workload (a loop of 256 x 256 matmuls on one thread) timed
 every 2 s during the same build, its median: compare those "reference units"
 across runs.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -34,8 +35,13 @@ def main(quick: bool = False) -> dict[str, Any]:
     }
     return {
         "name": NAME,
-        "what": "first training epoch of each default stage (default params, epochs = 1), seconds and reference units",
-        "reference_workload": f"{REFERENCE_ITERS} matmuls {REFERENCE_SIZE}x{REFERENCE_SIZE} float32, 1 thread",
+        "what": (
+            "first training epoch of each default stage (default params, epochs = 1), "
+            "seconds and reference units"
+        ),
+        "reference_workload": (
+            f"{REFERENCE_ITERS} matmuls {REFERENCE_SIZE}x{REFERENCE_SIZE} float32, 1 thread"
+        ),
         "reference_s": round(reference, 4),
         "reference_samples": len(project.reference_s),
         "reference_spread_s": [round(min(project.reference_s), 4), round(max(project.reference_s), 4)],
@@ -43,8 +49,11 @@ def main(quick: bool = False) -> dict[str, Any]:
         "one_epoch_pipeline_s": round(project.build_s, 1),
         "measured_with": "snakemake --cores 2 in a temporary copy (two jobs at a time)",
         "quick": quick,
-        # Not speed-ups: epoch time over the reference workload's time (lower is faster), for run-to-run comparison.
-        "ratios": {f"epoch / reference: {stage}": v["epoch_in_reference_units"] for stage, v in stages.items()},
+        # Not speed-ups: epoch time over the reference workload's time (lower is faster), for run-to-run
+        # comparison.
+        "ratios": {
+            f"epoch / reference: {stage}": v["epoch_in_reference_units"] for stage, v in stages.items()
+        },
     }
 
 

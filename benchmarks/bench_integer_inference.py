@@ -16,6 +16,7 @@ Outputs must equal dense_conv1d's up to float rounding (asserted: max |diff|
 
 Run alone: python -m benchmarks.bench_integer_inference
 """
+
 from __future__ import annotations
 
 import warnings
@@ -67,7 +68,7 @@ def grouped_by_delay(layer: DelayLayer, x: torch.Tensor) -> torch.Tensor:
     x2 = xp.reshape(tp * b, c_in)
     y = x2[: t_out * b] @ groups[0]
     for k in range(1, layer.kernel):
-        y.addmm_(x2[k * b:(k + t_out) * b], groups[k])
+        y.addmm_(x2[k * b : (k + t_out) * b], groups[k])
     return y.view(t_out, b, -1)
 
 
@@ -84,7 +85,7 @@ def sparse_input(layer: DelayLayer, x: torch.Tensor) -> torch.Tensor:
     z = z.view(tp, b, k_taps, c_out)
     y = z[:t_out, :, 0].clone()
     for k in range(1, k_taps):
-        y += z[k:k + t_out, :, k]
+        y += z[k : k + t_out, :, k]
     return y
 
 
@@ -94,8 +95,10 @@ def spectral(layer: DelayLayer, x: torch.Tensor) -> torch.Tensor:
 
 
 CANDIDATES: dict[str, Callable[[DelayLayer, torch.Tensor], torch.Tensor]] = {
-    "dense_conv1d": dense_conv1d, "grouped_by_delay": grouped_by_delay,
-    "sparse_input": sparse_input, "spectral": spectral,
+    "dense_conv1d": dense_conv1d,
+    "grouped_by_delay": grouped_by_delay,
+    "sparse_input": sparse_input,
+    "spectral": spectral,
 }
 
 
@@ -107,11 +110,20 @@ def _case(layer: DelayLayer, x: torch.Tensor, repeats: int) -> dict[str, Any]:
         for name, fn in CANDIDATES.items():
             out = fn(layer, x)
             diffs[name] = float((out - ref).abs().max()) / scale
-            assert out.shape == ref.shape and diffs[name] <= TOLERANCE, f"{name} differs from dense_conv1d: {diffs[name]}"
-        secs = compare({name: (lambda fn=fn: fn(layer, x)) for name, fn in CANDIDATES.items()}, repeats=repeats)
+            assert out.shape == ref.shape and diffs[name] <= TOLERANCE, (
+                f"{name} differs from dense_conv1d: {diffs[name]}"
+            )
+        secs = compare(
+            {name: (lambda fn=fn: fn(layer, x)) for name, fn in CANDIDATES.items()}, repeats=repeats
+        )
     layer.spectral = True
-    return {"seconds": secs, "max_rel_diff_vs_dense": diffs,
-            "ratio_vs_dense_conv1d": {n: ratio(secs["dense_conv1d"], s) for n, s in secs.items() if n != "dense_conv1d"}}
+    return {
+        "seconds": secs,
+        "max_rel_diff_vs_dense": diffs,
+        "ratio_vs_dense_conv1d": {
+            n: ratio(secs["dense_conv1d"], s) for n, s in secs.items() if n != "dense_conv1d"
+        },
+    }
 
 
 def main(quick: bool = False) -> dict[str, Any]:
@@ -127,14 +139,24 @@ def main(quick: bool = False) -> dict[str, Any]:
         "input 140->256": _case(rounded_layer(140, 256, 0), x_in, repeats),
         "hidden 256->256": _case(rounded_layer(256, 256, 1), x_hidden, repeats),
     }
-    ratios = {f"{case}: {name} vs dense_conv1d": r
-              for case, res in cases.items() for name, r in res["ratio_vs_dense_conv1d"].items()}
+    ratios = {
+        f"{case}: {name} vs dense_conv1d": r
+        for case, res in cases.items()
+        for name, r in res["ratio_vs_dense_conv1d"].items()
+    }
     result = {
         "name": NAME,
         "what": "one rounded (integer-delay) delay layer forward, no grad",
-        "kernel": KERNEL, "batch": BATCH, "input_steps": T_STEPS, "input_rate": INPUT_RATE,
-        "hidden_spike_rate": HIDDEN_SPIKE_RATE, "threads": threads, "quick": quick,
-        "cases": cases, "default": "spectral", "ratios": ratios,
+        "kernel": KERNEL,
+        "batch": BATCH,
+        "input_steps": T_STEPS,
+        "input_rate": INPUT_RATE,
+        "hidden_spike_rate": HIDDEN_SPIKE_RATE,
+        "threads": threads,
+        "quick": quick,
+        "cases": cases,
+        "default": "spectral",
+        "ratios": ratios,
     }
     print(f"[{NAME}] " + "; ".join(f"{k}: {v:.2f}x" for k, v in ratios.items()) + f" ({threads} thread(s))")
     return result

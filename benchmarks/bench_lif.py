@@ -16,6 +16,7 @@ Spikes, membranes and input gradients are checked equal to SpikingJelly's first
 
 Run alone: python -m benchmarks.bench_lif [--compile]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,10 +38,18 @@ CASES = {"hidden": (112, 256, 1.0, False), "readout": (136, 20, READOUT_THRESHOL
 
 def module_forward(cls: type, threshold: float, store: bool) -> Callable[[torch.Tensor], torch.Tensor]:
     """x -> the tensor the model uses: spikes (hidden) or the membrane trace (readout)."""
+
     def forward(x: torch.Tensor) -> torch.Tensor:
-        node = cls(tau=TAU, decay_input=False, v_threshold=threshold, v_reset=0.0,
-                   surrogate_function=surrogate.ATan(alpha=ALPHA), detach_reset=True, step_mode="m",
-                   store_v_seq=store)
+        node = cls(
+            tau=TAU,
+            decay_input=False,
+            v_threshold=threshold,
+            v_reset=0.0,
+            surrogate_function=surrogate.ATan(alpha=ALPHA),
+            detach_reset=True,
+            step_mode="m",
+            store_v_seq=store,
+        )
         spikes = node(x)
         return node.v_seq if store else spikes
 
@@ -59,8 +68,9 @@ def compiled_reference(threshold: float, store: bool) -> Callable[[torch.Tensor]
     return torch.compile(loop)
 
 
-def _run(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-         grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _run(
+    forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, grad: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward + backward; the output and d loss / d x."""
     x = x.detach().requires_grad_()
     out = forward(x)
@@ -73,8 +83,10 @@ def _case(name: str, repeats: int, with_compile: bool) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(t, BATCH, neurons, generator=gen) * 1.5
     grad = torch.randn(t, BATCH, neurons, generator=gen)
-    candidates = {"spikingjelly": module_forward(neuron.LIFNode, threshold, store),
-                  "fused": module_forward(FastLIFNode, threshold, store)}
+    candidates = {
+        "spikingjelly": module_forward(neuron.LIFNode, threshold, store),
+        "fused": module_forward(FastLIFNode, threshold, store),
+    }
     startup = {}
     if with_compile:
         candidates["compiled"] = compiled_reference(threshold, store)
@@ -88,9 +100,17 @@ def _case(name: str, repeats: int, with_compile: bool) -> dict[str, Any]:
         max_abs[cand] = max(float((a - b).abs().max()) for a, b in zip(got, ref))
         assert max_abs[cand] <= 1e-6, f"{name}: {cand} differs from SpikingJelly by {max_abs[cand]}"
     secs = compare({n: (lambda fn=fn: _run(fn, x, grad)) for n, fn in candidates.items()}, repeats=repeats)
-    return {"shape": [t, BATCH, neurons], "threshold": threshold, "store_v_seq": store, "seconds": secs,
-            "max_abs_diff_vs_spikingjelly": max_abs, "startup": startup,
-            "ratio_vs_spikingjelly": {n: ratio(secs["spikingjelly"], s) for n, s in secs.items() if n != "spikingjelly"}}
+    return {
+        "shape": [t, BATCH, neurons],
+        "threshold": threshold,
+        "store_v_seq": store,
+        "seconds": secs,
+        "max_abs_diff_vs_spikingjelly": max_abs,
+        "startup": startup,
+        "ratio_vs_spikingjelly": {
+            n: ratio(secs["spikingjelly"], s) for n, s in secs.items() if n != "spikingjelly"
+        },
+    }
 
 
 def main(quick: bool = False, with_compile: bool = False) -> dict[str, Any]:
@@ -98,15 +118,33 @@ def main(quick: bool = False, with_compile: bool = False) -> dict[str, Any]:
     threads = int(params["threads"]) or torch.get_num_threads()
     torch.set_num_threads(threads)  # as the stages run
     cases = {name: _case(name, 5 if quick else 15, with_compile) for name in CASES}
-    ratios = {f"LIF {name} fwd+bwd: {cand} vs spikingjelly": r
-              for name, res in cases.items() for cand, r in res["ratio_vs_spikingjelly"].items()}
-    startup = {f"{name}: torch.compile first call (s)": res["startup"]["compiled_first_call_s"]
-               for name, res in cases.items() if res["startup"]}
-    print(f"[{NAME}] " + "; ".join(f"{k}: {v:.2f}x" for k, v in ratios.items()) + f" ({threads} thread(s))"
-          + "".join(f"; {k} {v}" for k, v in startup.items()))
-    return {"name": NAME, "what": "multi-step LIF forward + backward, the delay SNN's hidden and readout LIFs",
-            "batch": BATCH, "tau": TAU, "threads": threads, "quick": quick, "cases": cases, "ratios": ratios,
-            **({"absolutes": startup} if startup else {})}
+    ratios = {
+        f"LIF {name} fwd+bwd: {cand} vs spikingjelly": r
+        for name, res in cases.items()
+        for cand, r in res["ratio_vs_spikingjelly"].items()
+    }
+    startup = {
+        f"{name}: torch.compile first call (s)": res["startup"]["compiled_first_call_s"]
+        for name, res in cases.items()
+        if res["startup"]
+    }
+    print(
+        f"[{NAME}] "
+        + "; ".join(f"{k}: {v:.2f}x" for k, v in ratios.items())
+        + f" ({threads} thread(s))"
+        + "".join(f"; {k} {v}" for k, v in startup.items())
+    )
+    return {
+        "name": NAME,
+        "what": "multi-step LIF forward + backward, the delay SNN's hidden and readout LIFs",
+        "batch": BATCH,
+        "tau": TAU,
+        "threads": threads,
+        "quick": quick,
+        "cases": cases,
+        "ratios": ratios,
+        **({"absolutes": startup} if startup else {}),
+    }
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ checked equal (within the rounding of tests/test_loaders_fast.py) before
 timing, and timed interleaved; medians, and the best of the runs (the least
 disturbed by other load on a shared machine).
 """
+
 from __future__ import annotations
 
 import io
@@ -149,40 +150,58 @@ def device_side_seconds(dataset: Dataset, repeats: int) -> float:
     """CPU seconds per sample of prepare_batch on the CPU (the work moved out of the workers)."""
     x, y = first_batch(dataset)
     spec = input_spec_of(dataset)
-    return statistics.median(cpu_seconds(lambda: prepare_batch(x, y, spec, "cpu")) for _ in range(repeats)) / len(x)
+    return statistics.median(
+        cpu_seconds(lambda: prepare_batch(x, y, spec, "cpu")) for _ in range(repeats)
+    ) / len(x)
 
 
 def ratios_of(runs: dict[str, list[float]], label: str) -> dict[str, float]:
     """new/old speed from the medians, and from the best runs (the least disturbed by other load)."""
-    return {label: ratio(statistics.median(runs["old"]), statistics.median(runs["new"])),
-            f"{label}, best of runs": ratio(min(runs["old"]), min(runs["new"]))}
+    return {
+        label: ratio(statistics.median(runs["old"]), statistics.median(runs["new"])),
+        f"{label}, best of runs": ratio(min(runs["old"]), min(runs["new"])),
+    }
 
 
 def measure_images(root: Path, n: int, repeats: int) -> tuple[dict[str, Any], dict[str, float]]:
     image_bytes = write_imagefolder(root, n, IMAGENET_SHAPES, seed=0)
-    loaders = {split: (legacy_imagefolder_split(root, split, IMAGE_SIZE, True, True),
-                       imagefolder_split(root, split, IMAGE_SIZE, True, True)) for split in ("train", "val")}
+    loaders = {
+        split: (
+            legacy_imagefolder_split(root, split, IMAGE_SIZE, True, True),
+            imagefolder_split(root, split, IMAGE_SIZE, True, True),
+        )
+        for split in ("train", "val")
+    }
     max_levels = {split: check_images(old, new) for split, (old, new) in loaders.items()}
-    batch_bytes = {"old": first_batch(loaders["train"][0])[0].nbytes, "new": first_batch(loaders["train"][1])[0].nbytes}
-    runs = {split: interleaved({"old": worker_cpu_seconds(old), "new": worker_cpu_seconds(new)}, repeats)
-            for split, (old, new) in loaders.items()}
+    batch_bytes = {
+        "old": first_batch(loaders["train"][0])[0].nbytes,
+        "new": first_batch(loaders["train"][1])[0].nbytes,
+    }
+    runs = {
+        split: interleaved({"old": worker_cpu_seconds(old), "new": worker_cpu_seconds(new)}, repeats)
+        for split, (old, new) in loaders.items()
+    }
     jpegs = [read_bytes(path) for path, _ in loaders["train"][1].samples]
     decode_s = statistics.median(
-        cpu_seconds(lambda: [decode_jpeg(d, mode=ImageReadMode.RGB) for d in jpegs]) for _ in range(repeats))
+        cpu_seconds(lambda: [decode_jpeg(d, mode=ImageReadMode.RGB) for d in jpegs]) for _ in range(repeats)
+    )
     section = {
         "count": n,
         "shapes": [list(shape) for shape in IMAGENET_SHAPES],
         "mean_jpeg_kb": round(image_bytes / n / 1024, 1),
-        "images_per_cpu_s": {split: {k: round(n / statistics.median(v), 1) for k, v in r.items()}
-                             for split, r in runs.items()},
+        "images_per_cpu_s": {
+            split: {k: round(n / statistics.median(v), 1) for k, v in r.items()} for split, r in runs.items()
+        },
         "max_difference_uint8_levels": max_levels,
         "jpeg_decode_only_per_cpu_s": round(n / decode_s, 1),
         "device_side_cpu_us_per_image": round(device_side_seconds(loaders["train"][1], repeats) * 1e6, 1),
         "batch_bytes": batch_bytes,
     }
-    return section, {**ratios_of(runs["train"], "images_per_cpu_s new/old, train"),
-                     **ratios_of(runs["val"], "images_per_cpu_s new/old, val"),
-                     "batch_bytes new/old, images": round(batch_bytes["new"] / batch_bytes["old"], 4)}
+    return section, {
+        **ratios_of(runs["train"], "images_per_cpu_s new/old, train"),
+        **ratios_of(runs["val"], "images_per_cpu_s new/old, val"),
+        "batch_bytes new/old, images": round(batch_bytes["new"] / batch_bytes["old"], 4),
+    }
 
 
 def measure_events(root: Path, n: int, repeats: int) -> tuple[dict[str, Any], dict[str, float]]:
@@ -201,19 +220,28 @@ def measure_events(root: Path, n: int, repeats: int) -> tuple[dict[str, Any], di
         "samples_per_cpu_s": {k: round(n / statistics.median(v), 1) for k, v in runs.items()},
         "batch_bytes": batch_bytes,
     }
-    return section, {**ratios_of(runs, "es_samples_per_cpu_s new/old"),
-                     "batch_bytes new/old, es_imagenet": round(batch_bytes["new"] / batch_bytes["old"], 4)}
+    return section, {
+        **ratios_of(runs, "es_samples_per_cpu_s new/old"),
+        "batch_bytes new/old, es_imagenet": round(batch_bytes["new"] / batch_bytes["old"], 4),
+    }
 
 
 def measure_reduced_decoding(root: Path, n: int, repeats: int) -> tuple[dict[str, Any], dict[str, float]]:
     write_imagefolder(root, n, (LARGE_SHAPE,), seed=1)
-    datasets = {name: UInt8ImageFolder(root / "train", ImageTransform(IMAGE_SIZE, "train", reduced), normalize=True)
-                for name, reduced in (("off", False), ("on", True))}
+    datasets = {
+        name: UInt8ImageFolder(root / "train", ImageTransform(IMAGE_SIZE, "train", reduced), normalize=True)
+        for name, reduced in (("off", False), ("on", True))
+    }
     runs = interleaved({name: worker_cpu_seconds(ds) for name, ds in datasets.items()}, repeats)
     seconds = {k: statistics.median(v) for k, v in runs.items()}
-    section = {"count": n, "shape": list(LARGE_SHAPE),
-               "train_images_per_cpu_s": {k: round(n / s, 1) for k, s in seconds.items()}}
-    return section, {"train images_per_cpu_s reduced decoding on/off, 1600x1200": ratio(seconds["off"], seconds["on"])}
+    section = {
+        "count": n,
+        "shape": list(LARGE_SHAPE),
+        "train_images_per_cpu_s": {k: round(n / s, 1) for k, s in seconds.items()},
+    }
+    return section, {
+        "train images_per_cpu_s reduced decoding on/off, 1600x1200": ratio(seconds["off"], seconds["on"])
+    }
 
 
 def _measure(quick: bool) -> dict[str, Any]:
@@ -224,15 +252,18 @@ def _measure(quick: bool) -> dict[str, Any]:
         reduced, reduced_ratios = measure_reduced_decoding(Path(tmp) / "large", n_large, repeats)
     return {
         "name": NAME,
-        "what": "CPU time of a DataLoader worker's work (read, decode, transform, collate, to shared memory), "
-                "former float32 loaders vs uint8 / bit-packed ones, batches of 256, one process, one thread",
+        "what": "CPU time of a DataLoader worker's work (read, decode, transform, collate, to shared "
+        "memory), former float32 loaders vs uint8 / bit-packed ones, batches of 256, one process, one thread",
         "images": images,
         "es_imagenet": events,
         "reduced_jpeg_decoding": reduced,
         "quick": quick,
         "ratios": {**image_ratios, **event_ratios, **reduced_ratios},
-        "targets": {"images_per_cpu_s new/old": ">= 2", "es_samples_per_cpu_s new/old": ">= 2",
-                    "batch_bytes new/old": "<= 0.25"},
+        "targets": {
+            "images_per_cpu_s new/old": ">= 2",
+            "es_samples_per_cpu_s new/old": ">= 2",
+            "batch_bytes new/old": "<= 0.25",
+        },
     }
 
 

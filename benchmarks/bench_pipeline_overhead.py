@@ -10,6 +10,7 @@ git-ignored, so the committed checkout has nothing to be up to date with):
 These are absolute seconds (DAG building, file checks, hashing), not ratios:
 they drift with the machine's load.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -27,7 +28,9 @@ def _timed(cmd: list[str], project_root, repeats: int, expect: str) -> list[floa
     for _ in range(repeats):
         out, seconds = run(cmd, project_root)
         if expect not in out:
-            raise AssertionError(f"{' '.join(cmd)} did work; expected '{expect}' in its output:\n{out[-2000:]}")
+            raise AssertionError(
+                f"{' '.join(cmd)} did work; expected '{expect}' in its output:\n{out[-2000:]}"
+            )
         times.append(round(seconds, 3))
     return times
 
@@ -47,7 +50,10 @@ def main(quick: bool = False) -> dict[str, Any]:
     }
     return {
         "name": NAME,
-        "what": "wall seconds of no-op snakemake / dvc status / dvc repro on a completed one-epoch copy of the project",
+        "what": (
+            "wall seconds of no-op snakemake / dvc status / dvc repro on a completed one-epoch copy "
+            "of the project"
+        ),
         "absolute": True,
         "seconds": seconds,
         "samples_s": {"snakemake_noop": snakemake, "dvc_status_noop": status, "dvc_repro_noop": repro},

@@ -27,6 +27,7 @@ process (`python -m benchmarks.bench_scale --job ...`):
 Everything written is deleted at the end. `quick` runs small sizes of SHD and
 GSC only (a smoke test, under a minute).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,22 +55,33 @@ FULL_SIZES = {  # samples per official file, and GSC files
     "ssc": {"train": 75466, "valid": 9981, "test": 20382},
     "gsc": {"files": 105829},
 }
-GSC_BENCH_FILES = (8000, 16000)  # a subset: its per-file cost extrapolates (both well above the chunks in flight)
+GSC_BENCH_FILES = (
+    8000,
+    16000,
+)  # a subset: its per-file cost extrapolates (both well above the chunks in flight)
 EVENTS_PER_SAMPLE = 8750  # SHD holds 547 MB for 10,420 samples at 6 bytes an event
 DURATION_S = {"shd": (0.5, 1.4), "ssc": (0.6, 1.0)}
-GSC_WORDS = ("backward bed bird cat dog down eight five follow forward four go happy house learn left marvin "
-             "nine no off on one right seven sheila six stop three tree two up visual wow yes zero").split()
+GSC_WORDS = (
+    "backward bed bird cat dog down eight five follow forward four go happy house learn left marvin "
+    "nine no off on one right seven sheila six stop three tree two up visual wow yes zero"
+).split()
 BATCH_SIZE = {"shd": 256, "ssc": 128}  # the reference recipes
 LOADER_BATCHES = 150  # batches timed per loader
 GPU_STEP_S = 0.01  # a training step's device time, for the overlap measurement
-TARGETS = {"rss_growth_vs_prepared_bytes": 1.3, "gsc_full_peak_gb": 4.0, "ssc_full_peak_gb": 3.0, "loader_speedup": 1.0}
+TARGETS = {
+    "rss_growth_vs_prepared_bytes": 1.3,
+    "gsc_full_peak_gb": 4.0,
+    "ssc_full_peak_gb": 3.0,
+    "loader_speedup": 1.0,
+}
 
 
 # ---- data in the official layouts -----------------------------------------------------------------
 
 
-def _random_samples(n: int, rng: np.random.Generator, duration_s: tuple[float, float], events: int
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def _random_samples(
+    n: int, rng: np.random.Generator, duration_s: tuple[float, float], events: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Object arrays of n samples' sorted float32 spike times and uint16 units, vectorised."""
     counts = rng.poisson(events, n)
     # Sorted uniform times: normalised running sums of exponential gaps, one extra gap closing each sample.
@@ -88,8 +100,9 @@ def _random_samples(n: int, rng: np.random.Generator, duration_s: tuple[float, f
     return times, units
 
 
-def write_spike_file(path: Path, n: int, seed: int, duration_s: tuple[float, float], events: int,
-                     n_classes: int) -> None:
+def write_spike_file(
+    path: Path, n: int, seed: int, duration_s: tuple[float, float], events: int, n_classes: int
+) -> None:
     """An SHD-layout file (pipeline.data.synth_shd.write_shd_file's datasets) of n random samples, written
     in chunks. Chunks cycle through 8 generated ones: binning costs the same, generation 8x less."""
     rng = np.random.default_rng(seed)
@@ -103,7 +116,9 @@ def write_spike_file(path: Path, n: int, seed: int, duration_s: tuple[float, flo
             times[start:stop], units[start:stop] = (a[: stop - start] for a in pool[k % len(pool)])
         f.create_dataset("labels", data=(np.arange(n) % n_classes).astype(np.uint8), track_times=False)
         f.create_dataset("extra/speaker", data=rng.integers(0, 10, n).astype(np.uint16), track_times=False)
-        f.create_dataset("extra/keys", data=np.array([f"class{c}".encode() for c in range(n_classes)]), track_times=False)
+        f.create_dataset(
+            "extra/keys", data=np.array([f"class{c}".encode() for c in range(n_classes)]), track_times=False
+        )
 
 
 def write_spike_set(root: Path, fmt: str, fraction: float, events: int) -> int:
@@ -141,7 +156,9 @@ def data_config(fmt: str, root: Path) -> Any:
     from pipeline.params.configs import DelaysData
 
     channels = {"n_channels": 140, "pool": 1} if fmt == "gsc" else {"n_channels": 700, "pool": 5}
-    return DelaysData(format=fmt, root=str(root), valid_fraction=0.1, valid_seed=0, time_step_ms=10.0, **channels)
+    return DelaysData(
+        format=fmt, root=str(root), valid_fraction=0.1, valid_seed=0, time_step_ms=10.0, **channels
+    )
 
 
 # ---- child processes: one measurement each ----------------------------------------------------------
@@ -234,8 +251,13 @@ def job_prepare(impl: str, fmt: str, root: str, out: str) -> dict[str, Any]:
             prepare(DelaysPrepareConfig(data=cfg), dataset=fmt, out=Path(out))
     wall, cpu = time.perf_counter() - wall, _cpu_s() - cpu
     own_peak = _status_kb("VmHWM") * 1024
-    return {"wall_s": wall, "cpu_s": cpu, "peak_rss": max(own_peak, watch.peak), "peak_rss_bound": watch.bound(),
-            "own_peak_rss": own_peak}
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "peak_rss": max(own_peak, watch.peak),
+        "peak_rss_bound": watch.bound(),
+        "own_peak_rss": own_peak,
+    }
 
 
 def _load(impl: str, data: str, split: str) -> Any:
@@ -254,8 +276,13 @@ def _batches(impl: str, split: Any, batch_size: int, prefetch: bool) -> Iterator
 
     generator = torch.Generator().manual_seed(0)
     if impl == "legacy":
-        return (split.batch(torch.as_tensor(idx)) for idx in ShardedBatchSampler(len(split), batch_size, True, generator, Dist()))
-    return iterate_batches(split, batch_size, shuffle=True, generator=generator, prefetch=3 if prefetch else 0)
+        return (
+            split.batch(torch.as_tensor(idx))
+            for idx in ShardedBatchSampler(len(split), batch_size, True, generator, Dist())
+        )
+    return iterate_batches(
+        split, batch_size, shuffle=True, generator=generator, prefetch=3 if prefetch else 0
+    )
 
 
 def _seconds_per_batch(batches: Iterator[Any], max_batches: int, step_s: float) -> float:
@@ -267,21 +294,28 @@ def _seconds_per_batch(batches: Iterator[Any], max_batches: int, step_s: float) 
     return (time.perf_counter() - t0) / n
 
 
-def job_loader(impl: str, data: str, split: str, batch_size: int, max_batches: int, step_s: float) -> dict[str, Any]:
+def job_loader(
+    impl: str, data: str, split: str, batch_size: int, max_batches: int, step_s: float
+) -> dict[str, Any]:
     """Batches per second with nothing else to do, and the loader time left exposed per training step when
     each step computes for `step_s` without the GIL (as a GPU step does: sleep stands in for it)."""
     t0 = time.perf_counter()
     loaded = _load(impl, data, split)
     result: dict[str, Any] = {"load_s": time.perf_counter() - t0, "samples": len(loaded)}
-    for prefetch in ((False,) if impl == "legacy" else (False, True)):
+    for prefetch in (False,) if impl == "legacy" else (False, True):
         name = "prefetch" if prefetch else "plain"
-        _seconds_per_batch(_batches(impl, loaded, batch_size, prefetch), max_batches, 0.0)  # warm-up: pages mapped
+        _seconds_per_batch(
+            _batches(impl, loaded, batch_size, prefetch), max_batches, 0.0
+        )  # warm-up: pages mapped
         per_batch = _seconds_per_batch(_batches(impl, loaded, batch_size, prefetch), max_batches, 0.0)
         per_step = _seconds_per_batch(_batches(impl, loaded, batch_size, prefetch), max_batches, step_s)
         result[f"{name}_batches_per_s"] = round(1 / per_batch, 1)
         result[f"{name}_exposed_ms_per_step"] = round(1000 * (per_step - step_s), 3)
-    result.update(rss_anon=_status_kb("RssAnon") * 1024, rss_file=_status_kb("RssFile") * 1024,
-                  peak_rss=_status_kb("VmHWM") * 1024)
+    result.update(
+        rss_anon=_status_kb("RssAnon") * 1024,
+        rss_file=_status_kb("RssFile") * 1024,
+        peak_rss=_status_kb("VmHWM") * 1024,
+    )
     return result
 
 
@@ -297,15 +331,25 @@ def job_share(impl: str, data: str, split: str) -> None:
     loaded = _load(impl, data, split)
     frames = loaded.frames if impl != "legacy" else loaded.frames.numpy()
     step = max(1, (64 * MB) // max(frames[:1].nbytes, 1))
-    checksum = sum(float(np.add.reduce(frames[i : i + step], axis=None, dtype=np.float64))  # reads every page
-                   for i in range(0, len(frames), step))
+    checksum = sum(
+        float(np.add.reduce(frames[i : i + step], axis=None, dtype=np.float64))  # reads every page
+        for i in range(0, len(frames), step)
+    )
     print("ready", flush=True)
     sys.stdin.readline()
     after, mapped = _smaps_kb(), _smaps_kb("/frames.npy")
-    print(json.dumps({"frames_bytes": int(frames.nbytes), "checksum": checksum,
-                      "private_growth": (after["Pss_Anon"] - before["Pss_Anon"]) * 1024,
-                      "frames_map_rss": mapped.get("Rss", 0) * 1024, "frames_map_pss": mapped.get("Pss", 0) * 1024}),
-          flush=True)
+    print(
+        json.dumps(
+            {
+                "frames_bytes": int(frames.nbytes),
+                "checksum": checksum,
+                "private_growth": (after["Pss_Anon"] - before["Pss_Anon"]) * 1024,
+                "frames_map_rss": mapped.get("Rss", 0) * 1024,
+                "frames_map_pss": mapped.get("Pss", 0) * 1024,
+            }
+        ),
+        flush=True,
+    )
     sys.stdin.readline()  # keep the frames until the other reader has measured too
 
 
@@ -314,8 +358,12 @@ JOBS = {"prepare": job_prepare, "loader": job_loader, "share": job_share}
 
 def run_job(kind: str, **kwargs: Any) -> dict[str, Any]:
     """Run one job in a fresh interpreter (its own peak RSS and CPU time) and return its result."""
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_scale", "--job", json.dumps({"kind": kind, **kwargs})],
-                          cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_scale", "--job", json.dumps({"kind": kind, **kwargs})],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"bench_scale job {kind} {kwargs} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -323,9 +371,17 @@ def run_job(kind: str, **kwargs: Any) -> dict[str, Any]:
 
 def run_two_readers(impl: str, data: Path, split: str) -> list[dict[str, Any]]:
     """Two share jobs at once: both read the store, then both measure while both still map it."""
-    cmd = [sys.executable, "-m", "benchmarks.bench_scale", "--job",
-           json.dumps({"kind": "share", "impl": impl, "data": str(data), "split": split})]
-    procs = [subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.bench_scale",
+        "--job",
+        json.dumps({"kind": "share", "impl": impl, "data": str(data), "split": split}),
+    ]
+    procs = [
+        subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     try:
         for p in procs:
             if p.stdout.readline().strip() != "ready":
@@ -370,8 +426,12 @@ def measure_prepare(fmt: str, roots: list[tuple[Path, int]], work: Path, keep: s
                 shutil.rmtree(out)
     full = FULL_SIZES[fmt]["files"] if fmt == "gsc" else sum(FULL_SIZES[fmt].values())
     store_per_sample = runs["new"][-1]["output_bytes"] / runs["new"][-1]["samples"]
-    summary: dict[str, Any] = {"samples": [n for _, n in roots], "full_samples": full,
-                               "prepared_bytes_per_sample": round(store_per_sample), "runs": runs}
+    summary: dict[str, Any] = {
+        "samples": [n for _, n in roots],
+        "full_samples": full,
+        "prepared_bytes_per_sample": round(store_per_sample),
+        "runs": runs,
+    }
     for impl, impl_runs in runs.items():
         # The bound, not the sampled peak: a sampled sum over processes creeps up with the run's length as
         # their peaks coincide by chance, which a line would extrapolate as growth.
@@ -381,7 +441,9 @@ def measure_prepare(fmt: str, roots: list[tuple[Path, int]], work: Path, keep: s
         summary[impl] = {
             "rss_growth_per_sample_bytes": round(growth),
             "rss_growth_vs_prepared_bytes": round(growth / store_per_sample, 3),
-            "full_peak_rss_gb": round((largest["peak_rss_bound"] + max(growth, 0) * (full - largest["samples"])) / 2**30, 3),
+            "full_peak_rss_gb": round(
+                (largest["peak_rss_bound"] + max(growth, 0) * (full - largest["samples"])) / 2**30, 3
+            ),
             "full_wall_s": round(largest["wall_s"] * scale, 1),
             "full_cpu_s": round(largest["cpu_s"] * scale, 1),
             "measured_at_full_size": largest["samples"] == full,
@@ -389,11 +451,25 @@ def measure_prepare(fmt: str, roots: list[tuple[Path, int]], work: Path, keep: s
     return summary
 
 
-def measure_loader(fmt: str, work: Path, sizes: tuple[int, ...], max_batches: int) -> dict[int, dict[str, Any]]:
+def measure_loader(
+    fmt: str, work: Path, sizes: tuple[int, ...], max_batches: int
+) -> dict[int, dict[str, Any]]:
     """{size: {implementation: loader job result}} over the training split of the kept stores."""
-    return {size: {impl: run_job("loader", impl=impl, data=str(work / f"prepared_{fmt}_{size}_{impl}"), split="train",
-                                 batch_size=BATCH_SIZE[fmt], max_batches=max_batches, step_s=GPU_STEP_S)
-                   for impl in ("legacy", "new")} for size in sizes}
+    return {
+        size: {
+            impl: run_job(
+                "loader",
+                impl=impl,
+                data=str(work / f"prepared_{fmt}_{size}_{impl}"),
+                split="train",
+                batch_size=BATCH_SIZE[fmt],
+                max_batches=max_batches,
+                step_s=GPU_STEP_S,
+            )
+            for impl in ("legacy", "new")
+        }
+        for size in sizes
+    }
 
 
 @dataclass(frozen=True)
@@ -404,13 +480,22 @@ class Plan:
     fractions: tuple[float, float]  # of the official SHD/SSC sample counts
     gsc_files: tuple[int, int]
     prepare: tuple[str, ...]
-    loader: dict[str, tuple[int, ...]]  # format -> sizes (indices into the two) whose training split is loaded
+    loader: dict[
+        str, tuple[int, ...]
+    ]  # format -> sizes (indices into the two) whose training split is loaded
     sharing: tuple[str, int]  # format, size
     max_batches: int
 
 
-FULL = Plan(EVENTS_PER_SAMPLE, (0.5, 1.0), GSC_BENCH_FILES, ("shd", "ssc", "gsc"), {"shd": (1,), "ssc": (0, 1)},
-            ("ssc", 1), LOADER_BATCHES)
+FULL = Plan(
+    EVENTS_PER_SAMPLE,
+    (0.5, 1.0),
+    GSC_BENCH_FILES,
+    ("shd", "ssc", "gsc"),
+    {"shd": (1,), "ssc": (0, 1)},
+    ("ssc", 1),
+    LOADER_BATCHES,
+)
 # The smoke test's plan: SSC runs the same code as SHD (without the hold-out), so quick leaves it out.
 QUICK = Plan(2000, (0.02, 0.04), (100, 200), ("shd", "gsc"), {"shd": (0, 1)}, ("shd", 1), 20)
 
@@ -420,10 +505,22 @@ def main(quick: bool = False) -> dict[str, Any]:
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
         work = Path(tmp)
-        roots = {fmt: [(work / f"raw_{fmt}_{i}", write_spike_set(work / f"raw_{fmt}_{i}", fmt, f, plan.events_per_sample))
-                       for i, f in enumerate(plan.fractions)] for fmt in plan.prepare if fmt != "gsc"}
+        roots = {
+            fmt: [
+                (
+                    work / f"raw_{fmt}_{i}",
+                    write_spike_set(work / f"raw_{fmt}_{i}", fmt, f, plan.events_per_sample),
+                )
+                for i, f in enumerate(plan.fractions)
+            ]
+            for fmt in plan.prepare
+            if fmt != "gsc"
+        }
         if "gsc" in plan.prepare:
-            roots["gsc"] = [(work / f"raw_gsc_{i}", write_gsc_set(work / f"raw_gsc_{i}", n)) for i, n in enumerate(plan.gsc_files)]
+            roots["gsc"] = [
+                (work / f"raw_gsc_{i}", write_gsc_set(work / f"raw_gsc_{i}", n))
+                for i, n in enumerate(plan.gsc_files)
+            ]
         raw_bytes = {fmt: _tree_bytes(r[-1][0]) for fmt, r in roots.items()}
         write_s = time.perf_counter() - t_start
         prep = {}
@@ -432,58 +529,105 @@ def main(quick: bool = False) -> dict[str, Any]:
             prep[fmt] = measure_prepare(fmt, roots[fmt], work, keep)
             for root, _ in roots.pop(fmt):  # frees the disk for the next format
                 shutil.rmtree(root)
-        loader = {fmt: measure_loader(fmt, work, sizes, plan.max_batches) for fmt, sizes in plan.loader.items()}
+        loader = {
+            fmt: measure_loader(fmt, work, sizes, plan.max_batches) for fmt, sizes in plan.loader.items()
+        }
         fmt, size = plan.sharing
-        sharing = {impl: run_two_readers(impl, work / f"prepared_{fmt}_{size}_{impl}", "train") for impl in ("legacy", "new")}
+        sharing = {
+            impl: run_two_readers(impl, work / f"prepared_{fmt}_{size}_{impl}", "train")
+            for impl in ("legacy", "new")
+        }
     return summarise(prep, loader, sharing, quick, raw_bytes, write_s, time.perf_counter() - t_start)
 
 
-def summarise(prep: dict[str, Any], loader: dict[str, Any], sharing: dict[str, list[dict[str, Any]]], quick: bool,
-              raw_bytes: dict[str, int], write_s: float, total_s: float) -> dict[str, Any]:
+def summarise(
+    prep: dict[str, Any],
+    loader: dict[str, Any],
+    sharing: dict[str, list[dict[str, Any]]],
+    quick: bool,
+    raw_bytes: dict[str, int],
+    write_s: float,
+    total_s: float,
+) -> dict[str, Any]:
     # Frames held by both readers together, in copies of the frames: page-cache Pss plus private growth.
-    copies = {impl: round(sum(r["frames_map_pss"] + r["private_growth"] for r in readers) / readers[0]["frames_bytes"], 2)
-              for impl, readers in sharing.items()}
-    growing = next(fmt for fmt, by_size in loader.items() if len(by_size) > 1)  # the loader measured at two sizes
-    anon = {impl: [loader[growing][size][impl]["rss_anon"] for size in sorted(loader[growing])] for impl in ("legacy", "new")}
+    copies = {
+        impl: round(
+            sum(r["frames_map_pss"] + r["private_growth"] for r in readers) / readers[0]["frames_bytes"], 2
+        )
+        for impl, readers in sharing.items()
+    }
+    growing = next(
+        fmt for fmt, by_size in loader.items() if len(by_size) > 1
+    )  # the loader measured at two sizes
+    anon = {
+        impl: [loader[growing][size][impl]["rss_anon"] for size in sorted(loader[growing])]
+        for impl in ("legacy", "new")
+    }
     ratios: dict[str, float] = {}
     absolutes: dict[str, float] = {}
     for fmt, p in prep.items():
         old, new = p["runs"]["legacy"][-1], p["runs"]["new"][-1]
-        ratios[f"prepare {fmt}: RSS growth per sample / prepared bytes per sample, new (target <= 1.3)"] = \
-            p["new"]["rss_growth_vs_prepared_bytes"]
-        ratios[f"prepare {fmt}: RSS growth per sample / prepared bytes per sample, old"] = p["legacy"]["rss_growth_vs_prepared_bytes"]
-        ratios[f"prepare {fmt}: peak RSS old / new, largest size"] = ratio(old["peak_rss_bound"], new["peak_rss_bound"])
+        ratios[f"prepare {fmt}: RSS growth per sample / prepared bytes per sample, new (target <= 1.3)"] = p[
+            "new"
+        ]["rss_growth_vs_prepared_bytes"]
+        ratios[f"prepare {fmt}: RSS growth per sample / prepared bytes per sample, old"] = p["legacy"][
+            "rss_growth_vs_prepared_bytes"
+        ]
+        ratios[f"prepare {fmt}: peak RSS old / new, largest size"] = ratio(
+            old["peak_rss_bound"], new["peak_rss_bound"]
+        )
         ratios[f"prepare {fmt}: wall old / new, largest size"] = ratio(old["wall_s"], new["wall_s"])
-        ratios[f"prepare {fmt}: samples per CPU-s new / old, largest size"] = ratio(old["cpu_s"], new["cpu_s"])
+        ratios[f"prepare {fmt}: samples per CPU-s new / old, largest size"] = ratio(
+            old["cpu_s"], new["cpu_s"]
+        )
     for fmt in ("ssc", "gsc") if not quick else ():
         how = "measured" if prep[fmt]["new"]["measured_at_full_size"] else "extrapolated"
         for impl in ("new", "legacy"):
-            absolutes[f"prepare {fmt} full, {impl}: peak RSS GB ({how})"] = prep[fmt][impl]["full_peak_rss_gb"]
+            absolutes[f"prepare {fmt} full, {impl}: peak RSS GB ({how})"] = prep[fmt][impl][
+                "full_peak_rss_gb"
+            ]
             absolutes[f"prepare {fmt} full, {impl}: wall s ({how})"] = prep[fmt][impl]["full_wall_s"]
     exposed = f"ms per step not overlapped with a {1000 * GPU_STEP_S:g} ms device step"
     for fmt, by_size in loader.items():
         old, new = by_size[max(by_size)]["legacy"], by_size[max(by_size)]["new"]
-        ratios[f"loader {fmt}: batches/s, memmap prefetching / old in-RAM (target >= 1)"] = \
-            round(new["prefetch_batches_per_s"] / old["plain_batches_per_s"], 3)
-        ratios[f"loader {fmt}: batches/s, memmap plain / old in-RAM"] = round(new["plain_batches_per_s"] / old["plain_batches_per_s"], 3)
+        ratios[f"loader {fmt}: batches/s, memmap prefetching / old in-RAM (target >= 1)"] = round(
+            new["prefetch_batches_per_s"] / old["plain_batches_per_s"], 3
+        )
+        ratios[f"loader {fmt}: batches/s, memmap plain / old in-RAM"] = round(
+            new["plain_batches_per_s"] / old["plain_batches_per_s"], 3
+        )
         absolutes[f"loader {fmt}: {exposed}, old in-RAM"] = old["plain_exposed_ms_per_step"]
         absolutes[f"loader {fmt}: {exposed}, memmap plain"] = new["plain_exposed_ms_per_step"]
         absolutes[f"loader {fmt}: {exposed}, memmap prefetching"] = new["prefetch_exposed_ms_per_step"]
-    ratios[f"loader {growing}: anonymous RSS, full / half store, new (target ~1)"] = round(anon["new"][-1] / anon["new"][0], 3)
-    ratios[f"loader {growing}: anonymous RSS, full / half store, old"] = round(anon["legacy"][-1] / anon["legacy"][0], 3)
+    ratios[f"loader {growing}: anonymous RSS, full / half store, new (target ~1)"] = round(
+        anon["new"][-1] / anon["new"][0], 3
+    )
+    ratios[f"loader {growing}: anonymous RSS, full / half store, old"] = round(
+        anon["legacy"][-1] / anon["legacy"][0], 3
+    )
     ratios["sharing: copies of the frames held by 2 readers, new (target 1)"] = copies["new"]
     ratios["sharing: copies of the frames held by 2 readers, old"] = copies["legacy"]
     met = {
-        "rss_growth_vs_prepared_bytes": all(p["new"]["rss_growth_vs_prepared_bytes"] <= TARGETS["rss_growth_vs_prepared_bytes"]
-                                            for p in prep.values()),
-        **{f"{fmt}_full_peak_gb": prep[fmt]["new"]["full_peak_rss_gb"] < TARGETS[f"{fmt}_full_peak_gb"]
-           for fmt in ("ssc", "gsc") if fmt in prep},
-        "loader_speedup": all(v >= TARGETS["loader_speedup"] for k, v in ratios.items() if "(target >= 1)" in k),
+        "rss_growth_vs_prepared_bytes": all(
+            p["new"]["rss_growth_vs_prepared_bytes"] <= TARGETS["rss_growth_vs_prepared_bytes"]
+            for p in prep.values()
+        ),
+        **{
+            f"{fmt}_full_peak_gb": prep[fmt]["new"]["full_peak_rss_gb"] < TARGETS[f"{fmt}_full_peak_gb"]
+            for fmt in ("ssc", "gsc")
+            if fmt in prep
+        },
+        "loader_speedup": all(
+            v >= TARGETS["loader_speedup"] for k, v in ratios.items() if "(target >= 1)" in k
+        ),
         "sharing_one_copy": copies["new"] < 1.5,
     }
     return {
         "name": NAME,
-        "what": "delays_prepare (old whole-file vs streaming store) and the loader at full dataset sizes: memory, time",
+        "what": (
+            "delays_prepare (old whole-file vs streaming store) and the loader at full dataset sizes: "
+            "memory, time"
+        ),
         "quick": quick,  # quick: sizes too small for the targets to mean anything (start-up dominates)
         "cpus": len(os.sched_getaffinity(0)),
         "raw_bytes_largest_size": raw_bytes,

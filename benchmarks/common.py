@@ -4,6 +4,7 @@ This machine is shared and noisy: absolute times drift between runs, ratios
 measured in the same run hold. So candidates are timed interleaved (A, B, A,
 B, ...) and compared by their medians, and every benchmark reports ratios.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -36,7 +37,9 @@ def compare(candidates: dict[str, Callable[[], Any]], repeats: int = 5, warmup: 
     return {name: statistics.median(s) for name, s in timings(candidates, repeats, warmup).items()}
 
 
-def timings(candidates: dict[str, Callable[[], Any]], repeats: int = 5, warmup: int = 1) -> dict[str, list[float]]:
+def timings(
+    candidates: dict[str, Callable[[], Any]], repeats: int = 5, warmup: int = 1
+) -> dict[str, list[float]]:
     """Every wall-time sample of each candidate, timed round-robin (compare() takes their medians)."""
     for _ in range(warmup):
         for fn in candidates.values():

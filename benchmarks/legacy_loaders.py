@@ -5,6 +5,7 @@ Images: torchvision's ImageFolder with PIL transforms ending in ToTensor (+ Norm
 workers sent float32 (3, H, W). ES-ImageNet: event lists scattered into a float32 canvas,
 then cropped, so workers sent float32 (2, 8, crop, crop).
 """
+
 from __future__ import annotations
 
 import zipfile
@@ -19,7 +20,9 @@ from pipeline.data.device_transforms import IMAGENET_MEAN, IMAGENET_STD
 from pipeline.data.es_imagenet import N_STEPS, ESImageNet, Geometry
 
 
-def legacy_image_transform(image_size: int, train: bool, augment: bool, normalize: bool) -> transforms.Compose:
+def legacy_image_transform(
+    image_size: int, train: bool, augment: bool, normalize: bool
+) -> transforms.Compose:
     steps: list = []
     if augment and train:
         steps += [transforms.RandomResizedCrop(image_size), transforms.RandomHorizontalFlip()]
@@ -33,10 +36,13 @@ def legacy_image_transform(image_size: int, train: bool, augment: bool, normaliz
     return transforms.Compose(steps)
 
 
-def legacy_imagefolder_split(root: Path, split: str, image_size: int, augment: bool,
-                             normalize: bool) -> datasets.ImageFolder:
-    return datasets.ImageFolder(str(Path(root) / split),
-                                transform=legacy_image_transform(image_size, split == "train", augment, normalize))
+def legacy_imagefolder_split(
+    root: Path, split: str, image_size: int, augment: bool, normalize: bool
+) -> datasets.ImageFolder:
+    return datasets.ImageFolder(
+        str(Path(root) / split),
+        transform=legacy_image_transform(image_size, split == "train", augment, normalize),
+    )
 
 
 def legacy_events_to_frames(pos: np.ndarray, neg: np.ndarray, a: int, b: int, geom: Geometry) -> torch.Tensor:
@@ -47,7 +53,7 @@ def legacy_events_to_frames(pos: np.ndarray, neg: np.ndarray, a: int, b: int, ge
             ev = torch.as_tensor(ev.astype(np.int64))
             frame[pol, ev[:, 2] - 1, ev[:, 0] + off_r, ev[:, 1] + off_c] = 1.0
     m = geom.margin
-    return frame[:, :, m:geom.canvas - m, m:geom.canvas - m]
+    return frame[:, :, m : geom.canvas - m, m : geom.canvas - m]
 
 
 class LegacyESImageNet(ESImageNet):

@@ -8,6 +8,7 @@ memory. The per-chunk kernels (binning, log-mel, hold-out indices) are the
 pipeline's own, so the comparison measures the structure, not the kernels.
 The tests also use it as the reference the streaming prepare must equal.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -45,7 +46,9 @@ class Split:
         rows = _rows(self.offsets[idx], lengths)
         return Split(self.frames[rows], lengths, self.labels[idx], dict(self.meta))
 
-    def batch(self, idx: torch.Tensor, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(
+        self, idx: torch.Tensor, device: torch.device | str = "cpu"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One vectorised gather of (B, T) rows, masked, transposed."""
         idx = torch.as_tensor(idx, dtype=torch.int64)
         lengths = self.lengths[idx]
@@ -65,13 +68,24 @@ def _rows(starts: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 
 def make_split(frames: np.ndarray, lengths: np.ndarray, labels: np.ndarray) -> Split:
-    return Split(torch.from_numpy(np.ascontiguousarray(frames)), torch.as_tensor(lengths, dtype=torch.int64),
-                 torch.as_tensor(labels, dtype=torch.int64))
+    return Split(
+        torch.from_numpy(np.ascontiguousarray(frames)),
+        torch.as_tensor(lengths, dtype=torch.int64),
+        torch.as_tensor(labels, dtype=torch.int64),
+    )
 
 
 def save_split(path: Path, split: Split) -> None:
-    save_torch(path, {"version": 1, "frames": split.frames, "lengths": split.lengths,
-                      "labels": split.labels, "meta": split.meta})
+    save_torch(
+        path,
+        {
+            "version": 1,
+            "frames": split.frames,
+            "lengths": split.lengths,
+            "labels": split.labels,
+            "meta": split.meta,
+        },
+    )
 
 
 def load_split(path: Path) -> Split:
@@ -79,7 +93,9 @@ def load_split(path: Path) -> Split:
     return Split(obj["frames"], obj["lengths"], obj["labels"], obj["meta"])
 
 
-def load_frames(path: Path, time_step_ms: float, n_units: int, pool: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def load_frames(
+    path: Path, time_step_ms: float, n_units: int, pool: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     times, units, labels = shd.read_events(path)
     frames, lengths = shd.bin_events(times, units, time_step_ms, n_units=n_units, pool=pool, source=str(path))
     return frames, lengths, labels
@@ -103,11 +119,18 @@ def load_gsc_split(root: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.n
 def prepare(cfg: DelaysData, dataset: str, out: Path) -> dict[str, Split]:
     """The old delays_prepare: writes out/<split>.pt and returns the splits (as held in memory)."""
     fmt, root = cfg.format, Path(cfg.root)
-    meta: dict[str, Any] = {"dataset": dataset, "format": fmt, "root": str(root), "time_step_ms": cfg.time_step_ms}
+    meta: dict[str, Any] = {
+        "dataset": dataset,
+        "format": fmt,
+        "root": str(root),
+        "time_step_ms": cfg.time_step_ms,
+    }
     raw: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     if fmt in ("shd", "ssc"):
         for split in shd.SPLIT_FILES[fmt]:
-            raw[split] = load_frames(shd.split_path(root, fmt, split), cfg.time_step_ms, cfg.n_channels, cfg.pool)
+            raw[split] = load_frames(
+                shd.split_path(root, fmt, split), cfg.time_step_ms, cfg.n_channels, cfg.pool
+            )
         meta.update(pool=cfg.pool, n_units=cfg.n_channels)
     else:
         for split in SPLITS:
@@ -123,7 +146,11 @@ def prepare(cfg: DelaysData, dataset: str, out: Path) -> dict[str, Split]:
     else:
         parts = {s: make_split(*raw[s]) for s in ("train", "valid")}
     parts["test"] = make_split(*raw["test"])
-    meta["n_classes"] = len(meta["classes"]) if "classes" in meta else int(max(int(p.labels.max()) for p in parts.values()) + 1)
+    meta["n_classes"] = (
+        len(meta["classes"])
+        if "classes" in meta
+        else int(max(int(p.labels.max()) for p in parts.values()) + 1)
+    )
     with atomic_dir(out) as tmp:
         for split, part in parts.items():
             part.meta = {**meta, "split": split, "n_samples": len(part)}

@@ -14,6 +14,7 @@ workload is timed every REFERENCE_EVERY_S seconds during the build (a
 background thread, about 2 % of one core), so epoch times can be divided by
 its typical time under the same load.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -50,7 +51,9 @@ class ProjectRun:
     quick: bool
     params: dict[str, Any]
     build_s: float = 0.0  # wall time of the one-epoch pipeline from scratch (snakemake --cores CORES)
-    epoch_s: dict[str, float] = field(default_factory=dict)  # dvc stage name -> first epoch seconds (history.json)
+    epoch_s: dict[str, float] = field(
+        default_factory=dict
+    )  # dvc stage name -> first epoch seconds (history.json)
     reference_s: list[float] = field(default_factory=list)  # reference workload, sampled during the build
 
 
@@ -89,13 +92,17 @@ def reference_seconds(samples: int = 3) -> float:
 
 
 def run(cmd: list[str], cwd: Path, timeout: float = 900) -> tuple[str, float]:
-    """Run cmd with the venv first on PATH (as `make` does): (stdout + stderr, wall seconds); raises on failure."""
+    """Run cmd with the venv first on PATH (as `make` does): (stdout + stderr, wall seconds); raises on
+    failure."""
     env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ['PATH']}")
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}) in {cwd}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise RuntimeError(
+            f"{' '.join(cmd)} failed ({proc.returncode}) in {cwd}:\n"
+            f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc.stdout + proc.stderr, seconds
 
 
@@ -127,9 +134,9 @@ def build(root: Path, quick: bool) -> ProjectRun:
     finally:
         done.set()
         sampler.join()
-    for stage, live in training_live_dirs(params).items():
+    for job, live in training_live_dirs(params).items():
         history = read_json(root / live / "history.json")
-        result.epoch_s[stage] = float(history[0]["elapsed_s"])
+        result.epoch_s[job] = float(history[0]["elapsed_s"])
     return result
 
 

@@ -8,6 +8,7 @@ prints it as `error: ...`), so bad input never leaves a half-written output:
 - datasets: a split must hold samples and its labels must fit the classifier;
 - dataset indexes (pretrain_index output) must belong to the dataset named.
 """
+
 from __future__ import annotations
 
 import sys
@@ -29,11 +30,22 @@ def _role(role: str, *keys: str) -> Callable[[dict], bool]:
 # kind (the stage that writes it) -> (description, test on the loaded dict); also says what a wrong file is
 CHECKPOINT_KINDS: dict[str, tuple[str, Callable[[dict], bool]]] = {
     "delays_train": ("a paper-B delay-model checkpoint (delays_train)", _delay_model),
-    "pretrain_ann": ("an ANN pretraining checkpoint (pretrain_ann)", _role("pretrain_ann", "model", "model_config")),
-    "transfer": ("a transfer output (transfer)", _role("transfer", "model", "model_config", "transfer", "pipeline")),
-    "finetune_snn": ("a fine-tuned SNN checkpoint (finetune_snn)", _role("finetune_snn", "model", "model_config")),
-    "train_snn_scratch": ("a scratch SNN checkpoint (train_snn_scratch)",
-                          _role("train_snn_scratch", "model", "model_config")),
+    "pretrain_ann": (
+        "an ANN pretraining checkpoint (pretrain_ann)",
+        _role("pretrain_ann", "model", "model_config"),
+    ),
+    "transfer": (
+        "a transfer output (transfer)",
+        _role("transfer", "model", "model_config", "transfer", "pipeline"),
+    ),
+    "finetune_snn": (
+        "a fine-tuned SNN checkpoint (finetune_snn)",
+        _role("finetune_snn", "model", "model_config"),
+    ),
+    "train_snn_scratch": (
+        "a scratch SNN checkpoint (train_snn_scratch)",
+        _role("train_snn_scratch", "model", "model_config"),
+    ),
     "resume_state": ("a training resume state", lambda c: "fingerprint" in c),
 }
 
@@ -58,8 +70,10 @@ def load_checkpoint(path: str | Path, kind: str) -> dict[str, Any]:
         raise FileNotFoundError(f"{path}: not found; expected {description}") from None
     except ValueError as err:
         cause = str(err.__cause__ or err).strip().splitlines()
-        raise ValueError(f"{path}: not a readable torch file ({cause[0] if cause else 'unknown error'}); "
-                         f"expected {description}") from None
+        raise ValueError(
+            f"{path}: not a readable torch file ({cause[0] if cause else 'unknown error'}); "
+            f"expected {description}"
+        ) from None
     if not (isinstance(obj, dict) and test(obj)):
         raise ValueError(f"{path}: expected {description}, found {describe_checkpoint(obj)}")
     return obj
@@ -85,7 +99,10 @@ def check_split(ds: Any, where: str, num_classes: int) -> None:
     if targets is not None and len(targets):
         lo, hi = min(targets), max(targets)
         if lo < 0 or hi >= num_classes:
-            raise ValueError(f"{where} has label {lo if lo < 0 else hi}, outside 0..{num_classes - 1} (num_classes {num_classes})")
+            raise ValueError(
+                f"{where} has label {lo if lo < 0 else hi}, outside 0..{num_classes - 1} "
+                f"(num_classes {num_classes})"
+            )
 
 
 def check_index(data: str | Path, dataset: str) -> None:
@@ -94,7 +111,9 @@ def check_index(data: str | Path, dataset: str) -> None:
     if data.suffix != ".json":
         return  # a dataset root: its splits are checked when they are opened
     if not data.is_file():
-        raise FileNotFoundError(f"{data}: dataset index not found (pretrain_index --dataset {dataset} writes it)")
+        raise FileNotFoundError(
+            f"{data}: dataset index not found (pretrain_index --dataset {dataset} writes it)"
+        )
     try:
         index = read_json(data)
     except ValueError as err:
@@ -110,12 +129,15 @@ class TooManyUnreadable(ValueError):
 
 def check_unreadable(skipped: list[str], total: int, max_fraction: float, where: str) -> None:
     """The one rule for unreadable samples: each is skipped and counted; a warning line says how many (and the
-    first); more than `max_fraction` of `total` stops the stage (a corrupt copy of a dataset, not a few bad files)."""
+    first); more than `max_fraction` of `total` stops the stage (a corrupt copy of a dataset, not a few bad
+    files)."""
     if not skipped:
         return
     share = len(skipped) / max(total, 1)
-    message = (f"{len(skipped)} of {total} samples of {where} are unreadable ({100 * share:.2f} %), "
-               f"first: {skipped[0]}")
+    message = (
+        f"{len(skipped)} of {total} samples of {where} are unreadable ({100 * share:.2f} %), "
+        f"first: {skipped[0]}"
+    )
     if share > max_fraction:
         raise TooManyUnreadable(f"{message}; more than max_skipped_fraction {max_fraction} allows")
     print(f"warning: {message}; skipped (max_skipped_fraction {max_fraction})", file=sys.stderr, flush=True)

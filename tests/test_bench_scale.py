@@ -3,6 +3,7 @@
 Quick sizes are too small for its targets; this checks that every measurement runs and reports,
 and the one property that holds at any size: two readers of a store share its pages.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,9 +39,15 @@ def test_quick_run_reports_every_measurement(monkeypatch, tmp_path):
         assert [r["output_bytes"] > 0 for r in runs["new"]] == [True, True]
         assert all(r["peak_rss"] > 0 and r["cpu_s"] > 0 for impl in runs for r in runs[impl])
     assert all(np.isfinite(v) for v in {**result["ratios"], **result["absolutes"]}.values())
-    assert set(result["targets_met"]) == {"rss_growth_vs_prepared_bytes", "gsc_full_peak_gb", "loader_speedup",
-                                          "sharing_one_copy"}
-    for reader in result["sharing"]["readers"]["new"]:  # both map every page of the frames: each is charged half
+    assert set(result["targets_met"]) == {
+        "rss_growth_vs_prepared_bytes",
+        "gsc_full_peak_gb",
+        "loader_speedup",
+        "sharing_one_copy",
+    }
+    for reader in result["sharing"]["readers"][
+        "new"
+    ]:  # both map every page of the frames: each is charged half
         assert reader["frames_map_rss"] >= reader["frames_bytes"]
         assert abs(2 * reader["frames_map_pss"] - reader["frames_map_rss"]) < 0.05 * reader["frames_map_rss"]
     assert list(Path(tmp_path).iterdir()) == []  # everything written was deleted

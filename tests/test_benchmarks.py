@@ -3,6 +3,7 @@
 The benchmarks themselves are run by `make bench`, not here (minutes); the
 binning benchmark's equality with the per-sample loop is in test_delays_data.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,12 @@ from pipeline.params.load import structure_problems
 
 def test_headline_prefers_declared_numbers_else_finds_ratios():
     assert runner.headline({"ratios": {"a vs b": 2.0}, "absolutes": {"x (s)": 3.1}, "ratio_other": 9}) == {
-        "a vs b": 2.0, "x (s)": 3.1}
-    found = runner.headline({"inner": {"ratio_fast_vs_slow": 4.5, "seconds": 1.0, "speedup": 2}, "flag_ratio": True})
+        "a vs b": 2.0,
+        "x (s)": 3.1,
+    }
+    found = runner.headline(
+        {"inner": {"ratio_fast_vs_slow": 4.5, "seconds": 1.0, "speedup": 2}, "flag_ratio": True}
+    )
     assert found == {"inner.ratio_fast_vs_slow": 4.5, "inner.speedup": 2}
 
 
@@ -37,8 +42,15 @@ def fake_benchmarks(tmp_path, monkeypatch):
     bad.main = broken
     monkeypatch.setitem(sys.modules, "benchmarks.fake_ok", ok)
     monkeypatch.setitem(sys.modules, "benchmarks.fake_bad", bad)
-    monkeypatch.setattr(runner, "BENCHMARKS", {"ok": "benchmarks.fake_ok", "bad": "benchmarks.fake_bad",
-                                               "absent": "benchmarks.bench_not_written_yet"})
+    monkeypatch.setattr(
+        runner,
+        "BENCHMARKS",
+        {
+            "ok": "benchmarks.fake_ok",
+            "bad": "benchmarks.fake_bad",
+            "absent": "benchmarks.bench_not_written_yet",
+        },
+    )
     out = tmp_path / "results" / "bench"
     monkeypatch.setattr(common, "RESULTS", out)
     monkeypatch.setattr(runner, "RESULTS", out)
@@ -53,7 +65,11 @@ def test_runner_writes_results_and_summary_and_survives_failures(fake_benchmarks
     assert json.loads((fake_benchmarks / "ok.json").read_text()) == {"ratios": {"fast vs slow": 3.0}}
     assert not (fake_benchmarks / "bad.json").exists()
     summary = json.loads((fake_benchmarks / "summary.json").read_text())
-    assert {k: v["status"] for k, v in summary["benchmarks"].items()} == {"ok": "ok", "bad": "failed", "absent": "missing"}
+    assert {k: v["status"] for k, v in summary["benchmarks"].items()} == {
+        "ok": "ok",
+        "bad": "failed",
+        "absent": "missing",
+    }
     assert "boom" in summary["benchmarks"]["bad"]["error"]
 
     # --only reruns one benchmark and keeps the other entries of the summary
@@ -70,8 +86,16 @@ def test_one_epoch_params_are_valid_defaults_with_one_epoch():
         assert all(cfg["train"]["epochs"] == 1 for cfg in params["delays"]["sets"].values())
         assert all(params["pretrain"][block]["epochs"] == 1 for block in ("ann", "finetune", "scratch"))
     stages = training_live_dirs(one_epoch_params(False))
-    assert set(stages) == {"delays_train@synth-no_delay-0", "delays_train@synth-fixed_delay-0",
-                           "delays_train@synth-learned_delay-0", "pretrain_ann@digits", "pretrain_ann@motion",
-                           "finetune_snn@pipeS", "finetune_snn@pipeD", "finetune_snn@pipeU",
-                           "train_snn_scratch@digits", "train_snn_scratch@digits_events",
-                           "train_snn_scratch@motion_events"}
+    assert set(stages) == {
+        "delays_train@synth-no_delay-0",
+        "delays_train@synth-fixed_delay-0",
+        "delays_train@synth-learned_delay-0",
+        "pretrain_ann@digits",
+        "pretrain_ann@motion",
+        "finetune_snn@pipeS",
+        "finetune_snn@pipeD",
+        "finetune_snn@pipeU",
+        "train_snn_scratch@digits",
+        "train_snn_scratch@digits_events",
+        "train_snn_scratch@motion_events",
+    }

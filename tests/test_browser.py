@@ -1,6 +1,7 @@
 """The pages a researcher opens, checked in a real browser (Debian's chromium, driven by Playwright):
 Snakemake's HTML report shows every row of both benchmark tables and every plot, and the page of
 `dvc plots show` draws the per-epoch curves without internet (this machine has none)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -18,14 +19,25 @@ from tests.project_copy import copy_project
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright = pytest.importorskip("playwright.sync_api", reason="the test extra installs playwright")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (`apt-get install chromium`; "
-                                                          ".ci/run installs it)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="needs Debian's chromium (`apt-get install chromium`; .ci/run installs it)"
+)
 # As the probe of this machine type starts it: no background connections to a network it does not have.
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TABLES = ("results/tables/delays.html", "results/tables/pretrain.html")
-PLOTS = ("results/plots/delays_training.png", "results/plots/delays_distribution.png",
-         "results/plots/pretrain_time_accuracy.png")
+PLOTS = (
+    "results/plots/delays_training.png",
+    "results/plots/delays_distribution.png",
+    "results/plots/pretrain_time_accuracy.png",
+)
 
 
 class _Rows(HTMLParser):
@@ -85,7 +97,9 @@ def browser():
         b.close()
 
 
-def test_the_snakemake_report_shows_every_table_row_and_every_plot(project: Path, browser, tmp_path: Path) -> None:
+def test_the_snakemake_report_shows_every_table_row_and_every_plot(
+    project: Path, browser, tmp_path: Path
+) -> None:
     run(["snakemake", "--report", "results/report.html"], project, timeout=300)
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.goto((project / "results/report.html").as_uri())

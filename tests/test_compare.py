@@ -1,4 +1,6 @@
-"""`python -m pipeline compare A B`: what changed in the tables of two revisions or two results directories."""
+"""`python -m pipeline compare A B`: what changed in the tables of two revisions or two results
+directories."""
+
 from __future__ import annotations
 
 import math
@@ -35,13 +37,39 @@ def _compare(*args: str, check: bool = True):
 
 
 def test_bool_str_and_nan_columns_compare_without_crashing() -> None:
-    a = _table([{"dataset": "d", "run": "p", "reached": True, "ratio": "1/10", "top1": 50.0, "paper_top1": math.nan,
-                 "time_s": 10.0}])
-    b = _table([{"dataset": "d", "run": "p", "reached": False, "ratio": "1/10", "top1": 50.2, "paper_top1": math.nan,
-                 "time_s": 30.0}])
+    a = _table(
+        [
+            {
+                "dataset": "d",
+                "run": "p",
+                "reached": True,
+                "ratio": "1/10",
+                "top1": 50.0,
+                "paper_top1": math.nan,
+                "time_s": 10.0,
+            }
+        ]
+    )
+    b = _table(
+        [
+            {
+                "dataset": "d",
+                "run": "p",
+                "reached": False,
+                "ratio": "1/10",
+                "top1": 50.2,
+                "paper_top1": math.nan,
+                "time_s": 30.0,
+            }
+        ]
+    )
     d = diff_tables(a, b, ["dataset", "run"], tolerance=0.5)
     verdicts = dict(zip(d.cells["column"], d.cells["verdict"]))
-    assert verdicts == {"reached": CHANGED, "top1": NOISE, "time_s": TIMING}  # equal NaN and text are not listed
+    assert verdicts == {
+        "reached": CHANGED,
+        "top1": NOISE,
+        "time_s": TIMING,
+    }  # equal NaN and text are not listed
     assert d.equal == 2 and d.changed
 
 
@@ -74,9 +102,18 @@ def test_older_layouts_match_on_the_keys_both_hold() -> None:
 
 def test_compare_two_revisions(tmp_path: Path) -> None:
     run(["git", "init", "-q"], cwd=tmp_path)
-    _commit_table(tmp_path, [_row("no_delay", 50.0, reached=True), _row("learned_delay", 80.0, reached=True)], "one")
-    _commit_table(tmp_path, [_row("no_delay", 50.3, reached=False), _row("learned_delay", 85.5, reached=True),
-                             {**_row("learned_delay", 95.0, reached=True), "dataset": "shd"}], "two")
+    _commit_table(
+        tmp_path, [_row("no_delay", 50.0, reached=True), _row("learned_delay", 80.0, reached=True)], "one"
+    )
+    _commit_table(
+        tmp_path,
+        [
+            _row("no_delay", 50.3, reached=False),
+            _row("learned_delay", 85.5, reached=True),
+            {**_row("learned_delay", 95.0, reached=True), "dataset": "shd"},
+        ],
+        "two",
+    )
     out = _compare("HEAD~1", "HEAD", "--repo", str(tmp_path), "--table", "delays").stdout
     assert "## delays: A = HEAD~1, B = HEAD" in out
     assert "rows only at B: shd/learned_delay" in out
@@ -86,9 +123,13 @@ def test_compare_two_revisions(tmp_path: Path) -> None:
     assert ["synth/no_delay", "reached", "True", "False", "—", CHANGED] in cells
     assert ["synth/no_delay", "test_acc_mean", "50", "50.3", "+0.3", NOISE] in cells
     assert "Changed beyond the tolerance: delays." in out
-    failing = _compare("HEAD~1", "HEAD", "--repo", str(tmp_path), "--table", "delays", "--fail-on-change", check=False)
+    failing = _compare(
+        "HEAD~1", "HEAD", "--repo", str(tmp_path), "--table", "delays", "--fail-on-change", check=False
+    )
     assert failing.returncode == 1
-    loose = _compare("HEAD~1", "HEAD", "--repo", str(tmp_path), "--tolerance", "10", "--fail-on-change", check=False)
+    loose = _compare(
+        "HEAD~1", "HEAD", "--repo", str(tmp_path), "--tolerance", "10", "--fail-on-change", check=False
+    )
     assert loose.returncode == 1  # a row was added: a change at any tolerance
     assert "no pretrain table at HEAD~1, HEAD" in loose.stdout
 
@@ -97,8 +138,11 @@ def test_compare_two_results_directories(tmp_path: Path) -> None:
     _write(tmp_path / "machine1" / "results", [_row("no_delay", 80.0)])
     _write(tmp_path / "machine2", [_row("no_delay", 80.2)])
     for name in ("machine1", "machine2"):
-        _write(tmp_path / name / ("results" if name == "machine1" else ""), [{"dataset": "d", "run": "r", "top1": 1.0}],
-               "pretrain")
+        _write(
+            tmp_path / name / ("results" if name == "machine1" else ""),
+            [{"dataset": "d", "run": "r", "top1": 1.0}],
+            "pretrain",
+        )
     proc = _compare(str(tmp_path / "machine1"), str(tmp_path / "machine2"), "--fail-on-change")
     assert proc.returncode == 0 and "Nothing changed beyond the tolerance." in proc.stdout
     assert "1 within it" in proc.stdout

@@ -1,4 +1,5 @@
 """Paper-B loaders on tiny files written in the official formats (SHD/SSC HDF5, GSC folders)."""
+
 from __future__ import annotations
 
 
@@ -15,7 +16,9 @@ from tests.tiny_data import write_h5, write_tiny_gsc
 def load_frames(path, time_step_ms, n_units=700, pool=1, samples_per_read=None):
     """A whole file binned through the streaming reader: (frames, lengths, labels)."""
     with shd.SpikeFile(path) as f:
-        chunks = list(f.binned_chunks(time_step_ms, n_units=n_units, pool=pool, samples_per_read=samples_per_read))
+        chunks = list(
+            f.binned_chunks(time_step_ms, n_units=n_units, pool=pool, samples_per_read=samples_per_read)
+        )
         labels = f.labels
     n_out = shd.pooled_channels(n_units, pool)
     frames = np.concatenate([c[0] for c in chunks]) if chunks else np.zeros((0, n_out), np.int16)
@@ -44,7 +47,9 @@ def test_shd_binning_exact(tmp_path):
     assert frames.shape == (4 + 1 + 100, 140) and frames.dtype == np.int16
     assert lengths.tolist() == [4, 1, 100] and labels.tolist() == [1, 0, 1]
     s0 = frames[:4]
-    assert s0[0, 0] == 2 and s0[1, 1] == 1 and s0[3, 139] == 2 and s0.sum() == 5  # t -> floor(t/dt), c -> c//5
+    assert (
+        s0[0, 0] == 2 and s0[1, 1] == 1 and s0[3, 139] == 2 and s0.sum() == 5
+    )  # t -> floor(t/dt), c -> c//5
     assert frames[4].sum() == 0  # a sample without spikes is one empty frame
     assert frames[5 + 99, 2] == 1 and frames[5:].sum() == 1
 
@@ -83,7 +88,9 @@ def test_shd_errors_name_the_file(tmp_path):
         with pytest.raises(shd.DataFormatError, match=r"mismatch.h5: sample 1 has 3 spike times but 2 units"):
             load_frames(bad, 10, samples_per_read=samples_per_read)
     bad = write_h5(tmp_path / "range.h5", [[0.1], [0.1, 0.2]], [[1], [3, 700]], [0, 1])
-    with pytest.raises(shd.DataFormatError, match=r"range.h5: sample 1 has channel id 700 out of range 0..699"):
+    with pytest.raises(
+        shd.DataFormatError, match=r"range.h5: sample 1 has channel id 700 out of range 0..699"
+    ):
         load_frames(bad, 10)
     with pytest.raises(shd.DataFormatError, match="missing.h5: file not found"):
         load_frames(tmp_path / "missing.h5", 10)
@@ -118,16 +125,28 @@ def test_synth_is_deterministic_and_in_shd_layout(tmp_path):
 
 def test_synth_classes_differ_only_in_timing(tmp_path):
     """Per-channel spike counts are the same in every class; class pairs are reversed orderings."""
-    cfg = {"n_units": 20, "n_train": 400, "n_test": 2, "n_classes": 4, "n_groups": 4, "noise_rate_hz": 0.0,
-           "spikes_per_unit": 2.0}
+    cfg = {
+        "n_units": 20,
+        "n_train": 400,
+        "n_test": 2,
+        "n_classes": 4,
+        "n_groups": 4,
+        "noise_rate_hz": 0.0,
+        "spikes_per_unit": 2.0,
+    }
     used = write_synth(tmp_path, cfg)
     lags = np.asarray(used["class_lags_ms"])
     np.testing.assert_array_equal(np.sort(lags, axis=1), np.tile(np.arange(4) * 25.0, (4, 1)))
     np.testing.assert_array_equal(lags[1], lags[0].max() - lags[0])  # reverse ordering
     with h5py.File(tmp_path / "shd_train.h5") as f:
         units, labels = f["spikes/units"][:], f["labels"][:]
-    counts = np.stack([np.bincount(np.concatenate([u for u, l in zip(units, labels) if l == c]), minlength=20)
-                       / np.sum(labels == c) for c in range(4)])
+    counts = np.stack(
+        [
+            np.bincount(np.concatenate([u for u, lab in zip(units, labels) if lab == c]), minlength=20)
+            / np.sum(labels == c)
+            for c in range(4)
+        ]
+    )
     assert np.abs(counts - 2.0).max() < 0.6  # Poisson(2) per unit in every class
 
 
@@ -159,10 +178,13 @@ def test_gsc_layout_and_features(tmp_path):
     for split in ("train", "valid", "test"):
         assert sorted(r for r, _ in files[split]) == sorted(splits[split])
     assert dict(files["valid"]) == {"no/00000000_nohash_0.wav": 0, "yes/00000000_nohash_0.wav": 1}
-    short, long_ = tmp_path / "no/00000001_nohash_0.wav", tmp_path / "no/00000002_nohash_0.wav"  # 0.6 s, 1.2 s
+    short, long_ = (
+        tmp_path / "no/00000001_nohash_0.wav",
+        tmp_path / "no/00000002_nohash_0.wav",
+    )  # 0.6 s, 1.2 s
     w_short, w_long = gsc.read_wav(short), gsc.read_wav(long_)
     assert w_short.shape == w_long.shape == (16000,)
-    assert np.all(w_short[int(0.6 * 16000):] == 0) and np.abs(w_short[:9000]).max() > 0.1
+    assert np.all(w_short[int(0.6 * 16000) :] == 0) and np.abs(w_short[:9000]).max() > 0.1
     import soundfile as sf
 
     raw_long, _ = sf.read(str(long_), dtype="float32")
@@ -174,7 +196,9 @@ def test_gsc_layout_and_features(tmp_path):
     assert chunks[0].readable.tolist() == [True] * 4 and chunks[0].unreadable == []
     frames = chunks[0].features.reshape(-1, 140)
     feat = gsc.LogMel()(torch.from_numpy(w_long)[None])[0]
-    np.testing.assert_allclose(frames[:101], feat.numpy(), rtol=1e-4, atol=1e-2)  # train order: no/2 (1.2 s), no/3, ...
+    np.testing.assert_allclose(
+        frames[:101], feat.numpy(), rtol=1e-4, atol=1e-2
+    )  # train order: no/2 (1.2 s), no/3, ...
     assert np.isfinite(frames).all()
 
 
@@ -204,7 +228,10 @@ def test_shd_binning_equals_the_per_sample_loop(monkeypatch):
     for dt, pool in ((10, 5), (1, 1), (25, 7)):
         for limit in (np.iinfo(np.int32).max, 0):  # int32 and int64 flat indices
             monkeypatch.setattr(shd, "INT32_INDEX_LIMIT", limit)
-            ours, loop = shd.bin_events(times, units, dt, pool=pool), bin_per_sample(times, units, dt, pool=pool)
+            ours, loop = (
+                shd.bin_events(times, units, dt, pool=pool),
+                bin_per_sample(times, units, dt, pool=pool),
+            )
             for a, b in zip(ours, loop):
                 assert a.dtype == b.dtype
                 np.testing.assert_array_equal(a, b)
@@ -225,8 +252,10 @@ def test_spike_times_outside_the_recording_stop_before_any_frame(tmp_path):
     past_the_end = shd.MAX_SPIKE_TIME_S + 0.01
     for value, shown in ((1e6, r"1e\+06"), (-0.5, "-0.5"), (np.nan, "nan"), (past_the_end, "5.01")):
         times = [np.float32([0.1]), np.float32([0.2, value, 0.3])]
-        message = rf"^x.h5: sample 1 has spike time {shown} s, outside the recording \(0 to 5.0 s; " \
-                  rf"expected seconds from its start\)$"
+        message = (
+            rf"^x.h5: sample 1 has spike time {shown} s, outside the recording \(0 to 5.0 s; "
+            rf"expected seconds from its start\)$"
+        )
         with pytest.raises(shd.DataFormatError, match=message):
             shd.bin_events(times, [np.uint16([1]), np.uint16([1, 2, 3])], 10, source="x.h5")
     path = write_h5(tmp_path / "shd_test.h5", [[0.1], [0.2, 1e6]], [[1], [1, 2]], [0, 1])
@@ -248,8 +277,10 @@ def test_class_count_is_the_training_files_and_bounds_every_label(tmp_path):
         return dict(zip(("train", "test"), opened[-2:]))
 
     assert shd.class_count(files(list(range(10)) * 2, [9, 0, 3])) == 10  # test may hold fewer classes
-    message = r"^\S*shd_test.h5: sample 3 has label 99, outside the classes 0..9 \(shd_train.h5 holds 10 " \
-              r"distinct labels, expected numbered from 0\)$"
+    message = (
+        r"^\S*shd_test.h5: sample 3 has label 99, outside the classes 0..9 \(shd_train.h5 holds 10 "
+        r"distinct labels, expected numbered from 0\)$"
+    )
     with pytest.raises(shd.DataFormatError, match=message):
         shd.class_count(files(list(range(10)), [0, 1, 2, 99, 4]))
     gap = r"shd_train.h5: sample 2 has label 3, outside the classes 0..2"
@@ -268,17 +299,25 @@ def test_unreadable_wavs_are_told_from_wrong_ones(tmp_path):
     sf.write(str(tmp_path / "good.wav"), wav, gsc.SAMPLE_RATE, subtype="PCM_16")
     data = (tmp_path / "good.wav").read_bytes()
     np.testing.assert_allclose(gsc.read_wav(tmp_path / "good.wav")[:12001], wav, atol=1e-4)
-    damaged = {"empty": (b"", r"not a readable wav file \(Format not recognised.\)$"),
-               "header": (data[:30], r"not a readable wav file \("),
-               "half": (data[:-1000], r"truncated wav file \(1000 bytes of its audio data missing\)$"),
-               "text": (b"not a wav\n", r"not a readable wav file \(")}
+    damaged = {
+        "empty": (b"", r"not a readable wav file \(Format not recognised.\)$"),
+        "header": (data[:30], r"not a readable wav file \("),
+        "half": (data[:-1000], r"truncated wav file \(1000 bytes of its audio data missing\)$"),
+        "text": (b"not a wav\n", r"not a readable wav file \("),
+    }
     for name, (content, message) in damaged.items():
         (tmp_path / f"{name}.wav").write_bytes(content)
         with pytest.raises(gsc.UnreadableWav, match=rf"^\S*{name}.wav: {message}"):
             gsc.read_wav(tmp_path / f"{name}.wav")
     # a chunk after the audio does not make a complete file look truncated
-    (tmp_path / "list.wav").write_bytes(data[:4] + (len(data) + 12 - 8).to_bytes(4, "little") + data[8:]
-                                        + b"LIST" + (4).to_bytes(4, "little") + b"INFO")
+    (tmp_path / "list.wav").write_bytes(
+        data[:4]
+        + (len(data) + 12 - 8).to_bytes(4, "little")
+        + data[8:]
+        + b"LIST"
+        + (4).to_bytes(4, "little")
+        + b"INFO"
+    )
     np.testing.assert_array_equal(gsc.read_wav(tmp_path / "list.wav"), gsc.read_wav(tmp_path / "good.wav"))
     sf.write(str(tmp_path / "8k.wav"), wav, 8000)
     with pytest.raises(ValueError, match="sample rate 8000 Hz, expected 16000 Hz") as err:

@@ -1,4 +1,5 @@
 """Paper-B model: parameter counts, rounded (integer) delays, sigma schedule, variants."""
+
 from __future__ import annotations
 
 import math
@@ -8,17 +9,28 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.models.delay_snn import (
-    VARIANTS, DelayLayer, DelaySNN, class_scores, count_trainable, kernel_size, loss_fn, reset, sigma_at,
+    VARIANTS,
+    DelayLayer,
+    DelaySNN,
+    class_scores,
+    count_trainable,
+    kernel_size,
+    loss_fn,
+    reset,
+    sigma_at,
 )
 
 
-@pytest.mark.parametrize("variant,hidden,n_out,kernel,expected", [
-    ("learned_delay", [256, 256], 20, 25, 214_016),
-    ("no_delay", [256, 256], 20, 25, 107_520),
-    ("learned_delay", [512, 512, 512], 35, 31, 1_230_848),
-    ("no_delay", [512, 512, 512], 35, 31, 616_960),
-    ("fixed_delay", [256, 256], 20, 25, 107_520),  # frozen positions are not trainable
-])
+@pytest.mark.parametrize(
+    "variant,hidden,n_out,kernel,expected",
+    [
+        ("learned_delay", [256, 256], 20, 25, 214_016),
+        ("no_delay", [256, 256], 20, 25, 107_520),
+        ("learned_delay", [512, 512, 512], 35, 31, 1_230_848),
+        ("no_delay", [512, 512, 512], 35, 31, 616_960),
+        ("fixed_delay", [256, 256], 20, 25, 107_520),  # frozen positions are not trainable
+    ],
+)
 def test_parameter_counts_of_the_paper(variant, hidden, n_out, kernel, expected):
     model = DelaySNN(140, hidden, n_out, variant, kernel, tau=1.005, dropout=0.1)
     assert count_trainable(model) == expected

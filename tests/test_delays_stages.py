@@ -1,5 +1,6 @@
-"""Paper-B stage functions end to end on tiny data: synth -> prepare -> train -> evaluate (the tables and plots
-built from such results: tests/test_report.py)."""
+"""Paper-B stage functions end to end on tiny data: synth -> prepare -> train -> evaluate (the tables and
+plots built from such results: tests/test_report.py)."""
+
 from __future__ import annotations
 
 import copy
@@ -38,31 +39,82 @@ def params(tmp_path):
 
 def test_end_to_end_synth(params, tmp_path):
     call_stage("delays_synth", params, out=tmp_path / "raw")
-    assert sorted(f.name for f in (tmp_path / "raw").iterdir()) == ["shd_test.h5", "shd_train.h5", "synth_config.json"]
+    assert sorted(f.name for f in (tmp_path / "raw").iterdir()) == [
+        "shd_test.h5",
+        "shd_train.h5",
+        "synth_config.json",
+    ]
     call_stage("delays_prepare", params, dataset="synth", out=tmp_path / "prep")
     splits = {s: load_split(tmp_path / "prep" / s) for s in ("train", "valid", "test")}
     assert [len(splits[s]) for s in ("train", "valid", "test")] == [36, 12, 16]
     assert splits["train"].n_channels == 10 and splits["test"].meta["n_classes"] == 4
     evals, lives = [], []
     for variant in ("no_delay", "learned_delay"):
-        ckpt, live, out = tmp_path / f"ck_{variant}", tmp_path / f"live_{variant}", tmp_path / f"{variant}.json"
-        call_stage("delays_train", params, dataset="synth", variant=variant, seed=0, data=tmp_path / "prep", ckpt=ckpt,
-                   live=live)
+        ckpt, live, out = (
+            tmp_path / f"ck_{variant}",
+            tmp_path / f"live_{variant}",
+            tmp_path / f"{variant}.json",
+        )
+        call_stage(
+            "delays_train",
+            params,
+            dataset="synth",
+            variant=variant,
+            seed=0,
+            data=tmp_path / "prep",
+            ckpt=ckpt,
+            live=live,
+        )
         assert {f.name for f in ckpt.iterdir()} == {"init.pt", "best.pt", "last.pt"}
         metrics = read_json(live / "metrics.json")
-        assert {"best_valid_epoch", "test_acc_at_best_valid", "best_test_acc", "best_test_epoch", "epochs",
-                "elapsed_s", "n_params"} <= set(metrics)
+        assert {
+            "best_valid_epoch",
+            "test_acc_at_best_valid",
+            "best_test_acc",
+            "best_test_epoch",
+            "epochs",
+            "elapsed_s",
+            "n_params",
+        } <= set(metrics)
         history = read_json(live / "history.json")
-        assert len(history) == 2 and {"train_loss", "train_acc", "valid_acc", "test_acc", "lr", "lr_positions",
-                                      "sigma"} <= set(history[0])
+        assert len(history) == 2 and {
+            "train_loss",
+            "train_acc",
+            "valid_acc",
+            "test_acc",
+            "lr",
+            "lr_positions",
+            "sigma",
+        } <= set(history[0])
         assert (live / "config.json").is_file()
-        call_stage("delays_evaluate", params, dataset="synth", variant=variant, seed=0, data=tmp_path / "prep",
-                   ckpt=ckpt, live=live, out=out)
+        call_stage(
+            "delays_evaluate",
+            params,
+            dataset="synth",
+            variant=variant,
+            seed=0,
+            data=tmp_path / "prep",
+            ckpt=ckpt,
+            live=live,
+            out=out,
+        )
         result = read_json(out)
-        for key in ("dataset", "variant", "seed", "test_acc", "valid_acc", "selected_epoch", "best_test_acc",
-                    "best_test_epoch", "n_params", "delays"):
+        for key in (
+            "dataset",
+            "variant",
+            "seed",
+            "test_acc",
+            "valid_acc",
+            "selected_epoch",
+            "best_test_acc",
+            "best_test_epoch",
+            "n_params",
+            "delays",
+        ):
             assert key in result
-        assert result["test_acc"] == pytest.approx(metrics["test_acc_at_best_valid"])  # same rounded evaluation
+        assert result["test_acc"] == pytest.approx(
+            metrics["test_acc_at_best_valid"]
+        )  # same rounded evaluation
         assert result["selected_epoch"] == metrics["best_valid_epoch"]
         evals.append(result)
         lives.append(live)
@@ -81,18 +133,39 @@ def test_preset_gives_the_papers_parameter_counts(params):
     from pipeline.delays.train import build_model
 
     sets = params["delays"]["sets"]
-    counts = {(name, v): sum(p.numel() for p in build_model(140, n_out, v, DelaysNet(**sets[name]["train"]), 10).parameters()
-                             if p.requires_grad)
-              for name, n_out in (("shd", 20), ("ssc", 35), ("gsc", 35)) for v in ("no_delay", "learned_delay")}
-    assert counts == {("shd", "no_delay"): 107_520, ("shd", "learned_delay"): 214_016,
-                      ("ssc", "no_delay"): 616_960, ("ssc", "learned_delay"): 1_230_848,
-                      ("gsc", "no_delay"): 616_960, ("gsc", "learned_delay"): 1_230_848}
+    counts = {
+        (name, v): sum(
+            p.numel()
+            for p in build_model(140, n_out, v, DelaysNet(**sets[name]["train"]), 10).parameters()
+            if p.requires_grad
+        )
+        for name, n_out in (("shd", 20), ("ssc", 35), ("gsc", 35))
+        for v in ("no_delay", "learned_delay")
+    }
+    assert counts == {
+        ("shd", "no_delay"): 107_520,
+        ("shd", "learned_delay"): 214_016,
+        ("ssc", "no_delay"): 616_960,
+        ("ssc", "learned_delay"): 1_230_848,
+        ("gsc", "no_delay"): 616_960,
+        ("gsc", "learned_delay"): 1_230_848,
+    }
 
 
 def test_unknown_variant(params, tmp_path):
-    with pytest.raises(ParamsError, match=r"unknown variant 'bogus' \(allowed: no_delay, fixed_delay, learned_delay\)"):
-        call_stage("delays_train", params, dataset="synth", variant="bogus", seed=0, data=tmp_path, ckpt=tmp_path,
-                   live=tmp_path)
+    with pytest.raises(
+        ParamsError, match=r"unknown variant 'bogus' \(allowed: no_delay, fixed_delay, learned_delay\)"
+    ):
+        call_stage(
+            "delays_train",
+            params,
+            dataset="synth",
+            variant="bogus",
+            seed=0,
+            data=tmp_path,
+            ckpt=tmp_path,
+            live=tmp_path,
+        )
 
 
 def test_prepare_ssc_and_gsc_formats(params, tmp_path):
@@ -102,7 +175,9 @@ def test_prepare_ssc_and_gsc_formats(params, tmp_path):
         times = [np.sort(rng.uniform(0, 0.2, 30)).astype(np.float32) for _ in range(3 + i)]
         units = [rng.integers(0, 700, 30).astype(np.uint16) for _ in times]
         labels = np.arange(len(times), dtype=np.uint8) % 3
-        write_shd_file(tmp_path / "ssc" / f"ssc_{split}.h5", times, units, labels, np.zeros(len(times)), ["a"], {})
+        write_shd_file(
+            tmp_path / "ssc" / f"ssc_{split}.h5", times, units, labels, np.zeros(len(times)), ["a"], {}
+        )
     params["delays"]["sets"]["ssc"]["data"]["root"] = str(tmp_path / "ssc")
     call_stage("delays_prepare", params, dataset="ssc", out=tmp_path / "prep_ssc")
     sizes = [len(load_split(tmp_path / "prep_ssc" / s)) for s in ("train", "valid", "test")]
@@ -111,7 +186,9 @@ def test_prepare_ssc_and_gsc_formats(params, tmp_path):
     params["delays"]["sets"]["gsc"]["data"]["root"] = str(tmp_path / "gsc")
     call_stage("delays_prepare", params, dataset="gsc", out=tmp_path / "prep_gsc")
     test = load_split(tmp_path / "prep_gsc" / "test")
-    assert len(test) == 3 and test.meta["classes"] == ["down", "up", "yes"] and test.frames.shape == (303, 140)
+    assert (
+        len(test) == 3 and test.meta["classes"] == ["down", "up", "yes"] and test.frames.shape == (303, 140)
+    )
     assert test.frames.dtype == np.float32
     with pytest.raises(Exception, match="data/raw/shd|dataset root not found"):
         call_stage("delays_prepare", params, dataset="shd", out=tmp_path / "prep_shd")

@@ -1,4 +1,5 @@
 """FastLIFNode's CPU loop against SpikingJelly's LIFNode: bitwise equal spikes, membranes, gradients."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,9 +11,16 @@ from pipeline.models.fast_lif import FastLIFNode, fast_path_applies
 
 
 def _pair(tau: float, threshold: float, store_v_seq: bool) -> tuple[neuron.LIFNode, FastLIFNode]:
-    kw = dict(tau=tau, decay_input=False, v_threshold=threshold, v_reset=0.0,
-              surrogate_function=surrogate.ATan(alpha=5.0), detach_reset=True, step_mode="m",
-              store_v_seq=store_v_seq)
+    kw = dict(
+        tau=tau,
+        decay_input=False,
+        v_threshold=threshold,
+        v_reset=0.0,
+        surrogate_function=surrogate.ATan(alpha=5.0),
+        detach_reset=True,
+        step_mode="m",
+        store_v_seq=store_v_seq,
+    )
     return neuron.LIFNode(**kw), FastLIFNode(**kw)
 
 
@@ -33,12 +41,15 @@ def _run(node: neuron.LIFNode, xs: list[torch.Tensor], grad: torch.Tensor, use: 
 
 
 @pytest.mark.parametrize("tau", [1.005, 1.5])
-@pytest.mark.parametrize("store,threshold,use", [
-    (False, 1.0, "spikes"),  # hidden layers
-    (True, READOUT_THRESHOLD, "trace"),  # readout: never spikes, its membrane trace is the output
-    (True, 1.0, "spikes+trace"),
-    (True, 1.0, "trace"),
-])
+@pytest.mark.parametrize(
+    "store,threshold,use",
+    [
+        (False, 1.0, "spikes"),  # hidden layers
+        (True, READOUT_THRESHOLD, "trace"),  # readout: never spikes, its membrane trace is the output
+        (True, 1.0, "spikes+trace"),
+        (True, 1.0, "trace"),
+    ],
+)
 def test_bitwise_equal_to_spikingjelly(tau, store, threshold, use):
     gen = torch.Generator().manual_seed(0)
     xs = [torch.randn(13, 4, 7, generator=gen) * 1.5 for _ in range(2)]
@@ -64,8 +75,14 @@ def test_reset_and_model_factory():
 
 def test_other_configurations_fall_back_to_spikingjelly():
     x = torch.randn(5, 2, 3)
-    fast = FastLIFNode(tau=2.0, decay_input=True, v_reset=0.0, detach_reset=True,
-                       surrogate_function=surrogate.ATan(), step_mode="m")
+    fast = FastLIFNode(
+        tau=2.0,
+        decay_input=True,
+        v_reset=0.0,
+        detach_reset=True,
+        surrogate_function=surrogate.ATan(),
+        step_mode="m",
+    )
     assert not fast_path_applies(fast, x)  # decay_input
     _, fast = _pair(1.5, 1.0, False)
     assert not fast_path_applies(fast, x.double())

@@ -1,5 +1,6 @@
 """pipeline.data.fetch and `fetch_data` against a local HTTP server (127.0.0.1) serving tiny files in the
 official formats; network failures are made with closed ports, silent sockets and reset connections."""
+
 from __future__ import annotations
 
 import gzip
@@ -60,8 +61,9 @@ class Handler(BaseHTTPRequestHandler):
         requested = self.headers.get("Range")
         ranged = requested and not served.ignore_range
         start = int(requested.removeprefix("bytes=").split("-")[0]) if ranged else 0
-        status = served.status.get(name) or (404 if data is None else 416 if start and start >= len(data)
-                                              else 206 if start else 200)
+        status = served.status.get(name) or (
+            404 if data is None else 416 if start and start >= len(data) else 206 if start else 200
+        )
         served.requests.append((name, requested, status))
         if name in served.reset_after and served.reset_after[name] == 0:
             self.reset()
@@ -147,8 +149,9 @@ def full_backlog():
 def serve(monkeypatch, served: Served, fmt: str, archives: dict[str, bytes]) -> None:
     """Serve `archives` under the format's file names and pin their real checksums in SOURCES."""
     source = fetch.SOURCES[fmt]
-    remotes = tuple(replace(r, checksum=hashlib.new(r.algorithm, archives[r.name]).hexdigest())
-                    for r in source.files)
+    remotes = tuple(
+        replace(r, checksum=hashlib.new(r.algorithm, archives[r.name]).hexdigest()) for r in source.files
+    )
     monkeypatch.setitem(fetch.SOURCES, fmt, replace(source, files=remotes))
     served.files.update(archives)
 
@@ -199,11 +202,17 @@ def wav(seconds: float = 0.1) -> bytes:
 
 def gsc_archive() -> bytes:
     """Two words, the two list files and _background_noise_, named ./... as in the real archive."""
-    return tar_gz({
-        "./yes/a_nohash_0.wav": wav(), "./yes/b_nohash_0.wav": wav(), "./no/a_nohash_0.wav": wav(),
-        "./no/c_nohash_0.wav": wav(), "./_background_noise_/noise.wav": wav(0.5),
-        "./validation_list.txt": b"yes/b_nohash_0.wav\n", "./testing_list.txt": b"no/c_nohash_0.wav\n",
-    })
+    return tar_gz(
+        {
+            "./yes/a_nohash_0.wav": wav(),
+            "./yes/b_nohash_0.wav": wav(),
+            "./no/a_nohash_0.wav": wav(),
+            "./no/c_nohash_0.wav": wav(),
+            "./_background_noise_/noise.wav": wav(0.5),
+            "./validation_list.txt": b"yes/b_nohash_0.wav\n",
+            "./testing_list.txt": b"no/c_nohash_0.wav\n",
+        }
+    )
 
 
 def fetch_data(*args: str, cwd: Path, params: Path = REPO / "params.yaml") -> subprocess.CompletedProcess:
@@ -244,10 +253,14 @@ def test_shd_fetch_gives_the_official_files(tmp_path, server, shd_files, umask_0
 def test_shd_checksums_come_from_the_published_list(tmp_path, server, shd_files):
     """SHD pins no md5 (none could be traced to the publisher): the publisher's md5sums.txt decides."""
     assert all(r.checksum is None for r in fetch.SOURCES["shd"].files)
-    server.files["md5sums.txt"] = b"0" * 32 + b"  shd_train.h5.gz\n" + md5sums(
-        {"shd_test.h5.gz": server.files["shd_test.h5.gz"]})
-    with pytest.raises(ValueError, match=rf"shd_train.h5.gz: md5 mismatch, expected {'0' * 32} "
-                                         rf"\({server.url}/md5sums.txt\), found"):
+    server.files["md5sums.txt"] = (
+        b"0" * 32 + b"  shd_train.h5.gz\n" + md5sums({"shd_test.h5.gz": server.files["shd_test.h5.gz"]})
+    )
+    with pytest.raises(
+        ValueError,
+        match=rf"shd_train.h5.gz: md5 mismatch, expected {'0' * 32} "
+        rf"\({server.url}/md5sums.txt\), found",
+    ):
         fetch.fetch("shd", tmp_path / "shd", mirror=server.url, progress=False)
 
 
@@ -263,9 +276,10 @@ def test_dropped_connection_resumes_with_range(tmp_path, server, shd_files):
     root = tmp_path / "shd"
     part = tmp_path / "shd.download" / "shd_train.h5.gz.part"
     server.cut_after["shd_train.h5.gz"] = 300
-    with pytest.raises(ConnectionError,
-                       match=r"shd_train\.h5\.gz: download failed .* 300 bytes kept .* rerun to resume$",
-                       ) as err:
+    with pytest.raises(
+        ConnectionError,
+        match=r"shd_train\.h5\.gz: download failed .* 300 bytes kept .* rerun to resume$",
+    ) as err:
         fetch.fetch("shd", root, mirror=server.url, progress=False)
     assert "\n" not in str(err.value)
     assert part.stat().st_size == 300 and not root.exists()
@@ -292,8 +306,11 @@ def test_wrong_pinned_checksum_leaves_nothing(tmp_path, server, shd_files, monke
     monkeypatch.setitem(fetch.SOURCES, "shd", replace(source, files=wrong))
     found = hashlib.md5(gzip.compress(shd_files["shd_train.h5"], mtime=0)).hexdigest()
     root = tmp_path / "shd"
-    with pytest.raises(ValueError, match=rf"shd_train.h5.gz: md5 mismatch, expected {'0' * 32} \(pinned\), "
-                                         rf"found {found}; the download was deleted") as err:
+    with pytest.raises(
+        ValueError,
+        match=rf"shd_train.h5.gz: md5 mismatch, expected {'0' * 32} \(pinned\), "
+        rf"found {found}; the download was deleted",
+    ) as err:
         fetch.fetch("shd", root, mirror=server.url, progress=False)
     assert "\n" not in str(err.value)
     assert not root.exists() and not (tmp_path / "shd.download").exists()
@@ -318,8 +335,13 @@ def test_gsc_archive_is_extracted_into_the_root(tmp_path, server, monkeypatch, u
     serve(monkeypatch, server, "gsc", {GSC_ARCHIVE: gsc_archive()})
     root = tmp_path / "gsc"
     got = fetch.fetch("gsc", root, mirror=server.url, progress=False)
-    assert [p.name for p in got] == ["_background_noise_", "no", "testing_list.txt", "validation_list.txt",
-                                     "yes"]
+    assert [p.name for p in got] == [
+        "_background_noise_",
+        "no",
+        "testing_list.txt",
+        "validation_list.txt",
+        "yes",
+    ]
     assert gsc.list_classes(root) == ["no", "yes"]
     assert sf.info(str(root / "yes" / "a_nohash_0.wav")).samplerate == 16000
     assert (root / "yes" / "a_nohash_0.wav").stat().st_mode & 0o777 == 0o640  # archive's 0644, umask applied
@@ -341,10 +363,14 @@ def test_tar_members_outside_the_root_are_refused(tmp_path, server, monkeypatch,
 
 # Network failures: one line naming the URL and the reason; "rerun to resume" only when data was kept.
 
+
 def test_unreachable_server_is_a_one_line_connection_error(tmp_path):
     port = closed_port()
-    with pytest.raises(ConnectionError, match=rf"^http://127.0.0.1:{port}/{GSC_ARCHIVE}: download failed "
-                                              r"\(.*[Cc]onnection refused\)$") as err:
+    with pytest.raises(
+        ConnectionError,
+        match=rf"^http://127.0.0.1:{port}/{GSC_ARCHIVE}: download failed "
+        r"\(.*[Cc]onnection refused\)$",
+    ) as err:
         fetch.fetch("gsc", tmp_path / "gsc", mirror=f"http://127.0.0.1:{port}", progress=False)
     assert "rerun to resume" not in str(err.value)
     assert not (tmp_path / "gsc").exists() and not (tmp_path / "gsc.download").exists()
@@ -372,8 +398,11 @@ def test_reset_mid_download_keeps_the_part_and_says_rerun(tmp_path, server):
     server.files[GSC_ARCHIVE] = b"x" * 100_000
     server.reset_after[GSC_ARCHIVE] = 500
     part = tmp_path / "gsc.download" / f"{GSC_ARCHIVE}.part"
-    with pytest.raises(ConnectionError, match=rf"download failed \(.*\); 500 bytes kept in {part}, "
-                                              "rerun to resume$"):
+    with pytest.raises(
+        ConnectionError,
+        match=rf"download failed \(.*\); 500 bytes kept in {part}, "
+        "rerun to resume$",
+    ):
         fetch.fetch("gsc", tmp_path / "gsc", mirror=server.url, progress=False)
     assert part.read_bytes() == b"x" * 500
 
@@ -382,8 +411,9 @@ def test_silent_server_times_out(tmp_path, silent_server):
     """Connected, request sent, no answer: the read timeout ends it."""
     start = time.monotonic()
     url = f"{silent_server}/{GSC_ARCHIVE}"
-    with pytest.raises(ConnectionError,
-                       match=rf"^{url}: download failed \(the server sent nothing for 1 s \(timeout\)\)$"):
+    with pytest.raises(
+        ConnectionError, match=rf"^{url}: download failed \(the server sent nothing for 1 s \(timeout\)\)$"
+    ):
         fetch.fetch("gsc", tmp_path / "gsc", mirror=silent_server, progress=False, timeout=1)
     assert 0.9 < time.monotonic() - start < 10
 
@@ -421,27 +451,46 @@ def test_fetch_data_network_errors_exit_1_with_one_line(tmp_path, server, silent
         server.status[GSC_ARCHIVE] = int(case)
     if case == "reset":
         server.reset_after[GSC_ARCHIVE] = 0
-    proc = fetch_data("gsc", "--preset", str(DELAYS), "--mirror", mirror, "--no-progress", "--timeout", "1",
-                      cwd=tmp_path)
+    proc = fetch_data(
+        "gsc", "--preset", str(DELAYS), "--mirror", mirror, "--no-progress", "--timeout", "1", cwd=tmp_path
+    )
     line = one_error_line(proc)
     assert proc.returncode == 1 and f"{mirror}/{GSC_ARCHIVE}: download failed (" in line
     assert "rerun to resume" not in line
-    reason = {"closed port": "onnection refused", "404": "HTTP 404", "500": "HTTP 500",
-              "silent": "1 s (timeout)"}
+    reason = {
+        "closed port": "onnection refused",
+        "404": "HTTP 404",
+        "500": "HTTP 500",
+        "silent": "1 s (timeout)",
+    }
     assert reason.get(case, "") in line
 
 
 # One fetch per dataset at a time.
 
+
 def test_second_fetch_of_a_dataset_stops_while_the_first_runs(tmp_path, server, shd_files):
     """Two real processes: the first stalls mid-download holding the lock; the second stops at once with one
     line naming the first's pid and host, and leaves its .part alone; the first then completes."""
     server.stall_after["shd_train.h5.gz"] = 100
-    args = ["python", "-m", "pipeline", "fetch_data", "shd", "--params", str(REPO / "params.yaml"),
-            "--preset", str(DELAYS), "--mirror", server.url, "--no-progress"]
+    args = [
+        "python",
+        "-m",
+        "pipeline",
+        "fetch_data",
+        "shd",
+        "--params",
+        str(REPO / "params.yaml"),
+        "--preset",
+        str(DELAYS),
+        "--mirror",
+        server.url,
+        "--no-progress",
+    ]
     env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ['PATH']}")
-    first = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
+    first = subprocess.Popen(
+        args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 60
         while not any(r[0] == "shd_train.h5.gz" for r in server.requests):
@@ -473,6 +522,7 @@ def test_lock_is_free_again_after_a_failed_fetch(tmp_path, server, shd_files):
 
 # A mirror's own checksums.
 
+
 @pytest.fixture
 def different_gsc(server) -> bytes:
     """A mirror holding a GSC archive that is not the one the pinned sha256 describes."""
@@ -485,8 +535,17 @@ def test_checksums_file_verifies_a_mirrors_copies(tmp_path, server, different_gs
     from pipeline.drivers.cli import main
 
     digest = hashlib.sha256(different_gsc).hexdigest()
-    base = ["fetch_data", "gsc", "--params", str(REPO / "params.yaml"), "--preset", str(DELAYS),
-            "--mirror", server.url, "--no-progress"]
+    base = [
+        "fetch_data",
+        "gsc",
+        "--params",
+        str(REPO / "params.yaml"),
+        "--preset",
+        str(DELAYS),
+        "--mirror",
+        server.url,
+        "--no-progress",
+    ]
     monkeypatch.chdir(tmp_path)
     assert main(base) == 2  # the pinned sha256 does not match the mirror's copy
     err = capsys.readouterr().err
@@ -506,8 +565,10 @@ def test_checksums_file_verifies_a_mirrors_copies(tmp_path, server, different_gs
     sums.write_text(f"{'2' * 64} *{GSC_ARCHIVE}\n")
     assert main([*base, "--checksums", str(sums)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines[-1] == (f"error: {GSC_ARCHIVE}: sha256 mismatch, expected {'2' * 64} ({sums}), "
-                         f"found {digest}; the download was deleted")
+    assert lines[-1] == (
+        f"error: {GSC_ARCHIVE}: sha256 mismatch, expected {'2' * 64} ({sums}), "
+        f"found {digest}; the download was deleted"
+    )
     assert not (tmp_path / "data/raw/gsc").exists()
 
 
@@ -544,6 +605,7 @@ def test_read_checksums_takes_md5sum_and_sha256sum_output(tmp_path):
 
 # Datasets that are not downloaded, and the hints.
 
+
 @pytest.mark.parametrize("fmt", MANUAL)
 def test_manual_formats_raise_with_the_layout(tmp_path, fmt):
     with pytest.raises(ValueError, match="cannot be downloaded automatically") as err:
@@ -552,8 +614,15 @@ def test_manual_formats_raise_with_the_layout(tmp_path, fmt):
     assert "https://" in str(err.value) and not (tmp_path / fmt).exists()
 
 
-@pytest.mark.parametrize("name,fmt", [("imagenet", "imagefolder"), ("es_imagenet", "es_imagenet"),
-                                      ("ucf101_frames", "ucf101_frames"), ("es_ucf101", "es_ucf101")])
+@pytest.mark.parametrize(
+    "name,fmt",
+    [
+        ("imagenet", "imagefolder"),
+        ("es_imagenet", "es_imagenet"),
+        ("ucf101_frames", "ucf101_frames"),
+        ("es_ucf101", "es_ucf101"),
+    ],
+)
 def test_fetch_data_prints_the_manual_steps(tmp_path, name, fmt, monkeypatch, capsys):
     from pipeline.drivers.cli import main
 
@@ -561,8 +630,9 @@ def test_fetch_data_prints_the_manual_steps(tmp_path, name, fmt, monkeypatch, ca
     assert main(["fetch_data", name, "--params", str(REPO / "params.yaml"), "--preset", str(PRETRAIN)]) == 0
     out, err = capsys.readouterr()
     assert err == "" and "error:" not in out
-    assert out.startswith(f"{name} cannot be downloaded automatically: follow these steps to put it at "
-                          f"data/raw/{name}.")
+    assert out.startswith(
+        f"{name} cannot be downloaded automatically: follow these steps to put it at data/raw/{name}."
+    )
     assert fetch.SOURCES[fmt].layout.splitlines()[0] in out and fetch.SOURCES[fmt].where in out
     assert not (tmp_path / "data").exists()
 
@@ -582,8 +652,9 @@ def test_describe():
     assert fetch.describe("gsc").endswith("fetch_data <dataset name>")
     presets = ["workflow/presets/paper-delays.yaml", Path("my preset.yaml")]
     with_presets = fetch.describe("ssc", "ssc", presets=presets)
-    assert with_presets.endswith("python -m pipeline fetch_data ssc "
-                                 "--preset workflow/presets/paper-delays.yaml 'my preset.yaml'")
+    assert with_presets.endswith(
+        "python -m pipeline fetch_data ssc --preset workflow/presets/paper-delays.yaml 'my preset.yaml'"
+    )
 
 
 @pytest.fixture
@@ -607,37 +678,66 @@ def test_the_command_describe_prints_runs(project, server, shd_files):
 
 def test_the_command_describe_prints_for_two_presets_runs(project, server, shd_files):
     """Both presets reach the command: the second only moves the root the first defines."""
-    (project / "mine.yaml").write_text("delays:\n  sets:\n    shd:\n      data:\n"
-                                       "        root: elsewhere/shd\n")
+    (project / "mine.yaml").write_text(
+        "delays:\n  sets:\n    shd:\n      data:\n        root: elsewhere/shd\n"
+    )
     hint = fetch.describe("shd", "shd", presets=["workflow/presets/paper-delays.yaml", "mine.yaml"])
     command = hint.splitlines()[-1].removeprefix("To download it: ")
     proc = run([*shlex.split(command), "--mirror", server.url, "--no-progress"], cwd=project, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in (project / "elsewhere/shd").iterdir()) == [".fetched.json", "shd_test.h5",
-                                                                            "shd_train.h5"]
+    assert sorted(p.name for p in (project / "elsewhere/shd").iterdir()) == [
+        ".fetched.json",
+        "shd_test.h5",
+        "shd_train.h5",
+    ]
 
 
 def test_dataset_of_a_preset_names_the_preset_to_add(project):
     proc = run(["python", "-m", "pipeline", "fetch_data", "shd"], cwd=project, check=False)
     assert proc.returncode == 2
-    assert one_error_line(proc) == ("error: shd is defined in workflow/presets/paper-delays.yaml: "
-                                    "add --preset workflow/presets/paper-delays.yaml")
-    proc = run(["python", "-m", "pipeline", "fetch_data", "es_ucf101",
-                "--preset", "workflow/presets/paper-delays.yaml"], cwd=project, check=False)
+    assert one_error_line(proc) == (
+        "error: shd is defined in workflow/presets/paper-delays.yaml: "
+        "add --preset workflow/presets/paper-delays.yaml"
+    )
+    proc = run(
+        [
+            "python",
+            "-m",
+            "pipeline",
+            "fetch_data",
+            "es_ucf101",
+            "--preset",
+            "workflow/presets/paper-delays.yaml",
+        ],
+        cwd=project,
+        check=False,
+    )
     assert one_error_line(proc).endswith("add --preset workflow/presets/paper-pretrain.yaml")
     proc = run(["python", "-m", "pipeline", "fetch_data", "mnist"], cwd=project, check=False)
     assert proc.returncode == 2 and "unknown dataset 'mnist'" in one_error_line(proc)
 
 
-def test_fetch_data_command_puts_a_presets_dataset_at_its_root(tmp_path, server, shd_files, monkeypatch,
-                                                               capsys):
+def test_fetch_data_command_puts_a_presets_dataset_at_its_root(
+    tmp_path, server, shd_files, monkeypatch, capsys
+):
     """`python -m pipeline fetch_data shd --preset workflow/presets/paper-delays.yaml` (the README's command,
     here with --mirror: no network): the root comes from the preset."""
     from pipeline.drivers.cli import main
 
     monkeypatch.chdir(tmp_path)
-    code = main(["fetch_data", "shd", "--params", str(REPO / "params.yaml"),
-                 "--preset", str(DELAYS), "--mirror", server.url, "--no-progress"])
+    code = main(
+        [
+            "fetch_data",
+            "shd",
+            "--params",
+            str(REPO / "params.yaml"),
+            "--preset",
+            str(DELAYS),
+            "--mirror",
+            server.url,
+            "--no-progress",
+        ]
+    )
     assert code == 0
     assert sorted(p.name for p in (tmp_path / "data/raw/shd").glob("*.h5")) == ["shd_test.h5", "shd_train.h5"]
     assert "shd: 2 file(s) in data/raw/shd" in capsys.readouterr().out

@@ -1,4 +1,5 @@
 """The fused Gaussian kernel (pipeline/models/gauss_kernel.py) against DCLS's own construction."""
+
 from __future__ import annotations
 
 import copy
@@ -108,8 +109,12 @@ def test_only_the_kernel_switch_changes_the_path():
 def test_state_dict_and_checkpoints_unchanged():
     model = _tiny_model()
     keys = set(model.state_dict())
-    assert {"blocks.0.delay.dcls.weight", "blocks.0.delay.dcls.P", "blocks.0.delay.dcls.SIG",
-            "out_delay.dcls.P"} <= keys
+    assert {
+        "blocks.0.delay.dcls.weight",
+        "blocks.0.delay.dcls.P",
+        "blocks.0.delay.dcls.SIG",
+        "out_delay.dcls.P",
+    } <= keys
     other = _tiny_model(seed=1)
     other.load_state_dict(model.state_dict())  # strict: same keys and shapes
     x = torch.rand(8, 2, 12)

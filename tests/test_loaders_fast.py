@@ -7,6 +7,7 @@ of its two separable passes, each rounded to uint8: a pixel may land one level
 away per pass, two at most (2/255 in [0, 1], 2/255/std after the ImageNet
 normalisation). The tests also require such rounding differences to be rare.
 """
+
 import io
 
 import numpy as np
@@ -17,17 +18,31 @@ from torchvision import datasets
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import v2
 
-from benchmarks.legacy_loaders import (LegacyESImageNet, legacy_events_to_frames, legacy_image_transform,
-                                      legacy_imagefolder_split)
+from benchmarks.legacy_loaders import (
+    LegacyESImageNet,
+    legacy_events_to_frames,
+    legacy_image_transform,
+    legacy_imagefolder_split,
+)
 from pipeline.data import images
 from pipeline.data.batching import CachedDataset, Skipped, collate_skipping, materialize
-from pipeline.data.device_transforms import (IMAGENET_STD, EncodedJpeg, InputSpec, input_spec_of, pack_bits,
-                                             prepare_batch, to_model_input, unpack_bits)
+from pipeline.data.device_transforms import (
+    IMAGENET_STD,
+    EncodedJpeg,
+    InputSpec,
+    input_spec_of,
+    pack_bits,
+    prepare_batch,
+    to_model_input,
+    unpack_bits,
+)
 from pipeline.data.es_imagenet import ESImageNet, Geometry, events_to_frames
 from pipeline.data.images import Crop, ImageTransform, UInt8ImageFolder, imagefolder_split, read_bytes
 
 # torchvision 0.29 deprecates its image decoders in favour of TorchCodec; they are what this project pins
-pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:The image decoding and encoding capabilities:DeprecationWarning"
+)
 
 TWO_LEVELS = 2 / 255 + 1e-6
 TWO_LEVELS_NORMALISED = 2 / 255 / min(IMAGENET_STD) + 1e-6
@@ -38,7 +53,7 @@ def _smooth_rgb(rng, height, width):
     small = rng.integers(0, 256, (max(2, height // 24), max(2, width // 24), 3), dtype=np.uint8)
     img = np.asarray(Image.fromarray(small).resize((width, height), Image.BICUBIC), np.int16)
     img = img + rng.integers(-8, 9, img.shape)
-    img[height // 3: height // 2, width // 4: width // 2] = rng.integers(0, 256, 3)
+    img[height // 3 : height // 2, width // 4 : width // 2] = rng.integers(0, 256, 3)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -74,8 +89,12 @@ def _new_batch(ds):
 def test_classes_targets_and_samples_are_imagefolders(tree):
     new = imagefolder_split(tree, "train", 224, augment=True, normalize=True)
     old = datasets.ImageFolder(str(tree / "train"))
-    assert (new.classes, new.class_to_idx, new.targets, new.samples) == \
-           (old.classes, old.class_to_idx, old.targets, old.samples)
+    assert (new.classes, new.class_to_idx, new.targets, new.samples) == (
+        old.classes,
+        old.class_to_idx,
+        old.targets,
+        old.samples,
+    )
 
 
 def test_val_batch_is_uint8_and_equals_the_old_float_batch_on_the_device(tree):
@@ -141,7 +160,13 @@ def test_train_crop_and_flip_follow_torchvision_v2_rng(tree):
 
 def test_reduced_jpeg_decoding_only_where_the_crop_allows(tmp_path):
     t = ImageTransform(224, "train")
-    assert [t.reduction(Crop(0, 0, side, side + 100, False)) for side in (447, 448, 895, 896, 1792)] == [1, 2, 2, 4, 8]
+    assert [t.reduction(Crop(0, 0, side, side + 100, False)) for side in (447, 448, 895, 896, 1792)] == [
+        1,
+        2,
+        2,
+        4,
+        8,
+    ]
     assert ImageTransform(224, "val").reduction(None) == 1
     assert ImageTransform(224, "train", reduced_decode=False).reduction(Crop(0, 0, 900, 900, False)) == 1
     (tmp_path / "train" / "a").mkdir(parents=True)
@@ -219,7 +244,9 @@ def test_jpegs_left_encoded_decode_on_the_device_like_in_the_workers(tree, tmp_p
     x_ref, y_ref, skipped_ref = collate_skipping(items)
     expected, _, _ = prepare_batch(x_ref, y_ref, in_workers.input_spec, "cpu")
     assert len(skipped_ref) == 1 and torch.equal(x, expected)
-    broken = [EncodedJpeg(torch.frombuffer(bytearray(good[:100]), dtype=torch.uint8), "broken.jpg", lambda i: i)]
+    broken = [
+        EncodedJpeg(torch.frombuffer(bytearray(good[:100]), dtype=torch.uint8), "broken.jpg", lambda i: i)
+    ]
     assert prepare_batch(broken, torch.tensor([0]), deferred.input_spec, "cpu")[:2] == (None, None)
 
 
@@ -227,7 +254,9 @@ def test_cached_images_stay_uint8_and_keep_their_input_spec(tree):
     ds = imagefolder_split(tree, "val", 16, augment=False, normalize=True)
     cached, bad = materialize(ds)
     assert isinstance(cached, CachedDataset) and bad == []
-    assert cached.tensors[0].dtype == torch.uint8 and input_spec_of(cached) == InputSpec("image", normalize=True)
+    assert cached.tensors[0].dtype == torch.uint8 and input_spec_of(cached) == InputSpec(
+        "image", normalize=True
+    )
 
 
 def _es_imagenet(root, geom, n, rng):
@@ -236,12 +265,16 @@ def _es_imagenet(root, geom, n, rng):
     for i in range(n):
         a, b = geom.long_side - 2 * (i % 3), geom.long_side
         r, c = geom.offset(a, b)
-        events = [np.stack([rng.integers(0, a + 2, 300), rng.integers(0, b + 2, 300), rng.integers(1, 9, 300)], 1)
-                  for _ in range(2)]
+        events = [
+            np.stack([rng.integers(0, a + 2, 300), rng.integers(0, b + 2, 300), rng.integers(1, 9, 300)], 1)
+            for _ in range(2)
+        ]
         assert (events[0][:, 0] + r < geom.canvas).all() and (events[0][:, 1] + c < geom.canvas).all()
         rel = f"class{i % 2}/class{i % 2}_{i + 1}.npz"
         (root / "train" / rel).parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(root / "train" / rel, pos=events[0].astype(np.uint8), neg=events[1].astype(np.uint8))
+        np.savez_compressed(
+            root / "train" / rel, pos=events[0].astype(np.uint8), neg=events[1].astype(np.uint8)
+        )
         lines.append(f"{rel} {i % 2} {a} {b}\n")
     (root / "trainlabel.txt").write_text("".join(lines))
 
@@ -255,22 +288,33 @@ def test_event_frames_are_packed_and_unpack_to_the_old_float_frames(tmp_path):
     assert x.dtype == torch.uint8 and x.shape == (6, 2, 8, 38, 5)
     assert x.nbytes * 4 <= x_old.nbytes
     model_input, labels, _ = prepare_batch(x, y, new.input_spec, "cpu")
-    assert model_input.dtype == torch.float32 and torch.equal(model_input, x_old) and torch.equal(labels, y_old)
+    assert (
+        model_input.dtype == torch.float32 and torch.equal(model_input, x_old) and torch.equal(labels, y_old)
+    )
     # the real geometry, ES-ImageNet's event count, a portrait sample (a = 254, b = 190)
     rng = np.random.default_rng(5)
-    pos, neg = (np.stack([rng.integers(0, 256, 11000), rng.integers(0, 192, 11000), rng.integers(1, 9, 11000)], 1)
-                .astype(np.uint8) for _ in range(2))
+    pos, neg = (
+        np.stack(
+            [rng.integers(0, 256, 11000), rng.integers(0, 192, 11000), rng.integers(1, 9, 11000)], 1
+        ).astype(np.uint8)
+        for _ in range(2)
+    )
     real = Geometry()
-    assert torch.equal(events_to_frames(pos, neg, 254, 190, real).float(),
-                       legacy_events_to_frames(pos, neg, 254, 190, real))
+    assert torch.equal(
+        events_to_frames(pos, neg, 254, 190, real).float(), legacy_events_to_frames(pos, neg, 254, 190, real)
+    )
 
 
 def test_events_outside_the_canvas_or_the_steps_are_skipped(tmp_path):
     geom = Geometry(long_side=10, canvas=12, margin=1)
     (tmp_path / "train").mkdir()
     ok = np.array([[3, 3, 1]], np.uint8)
-    cases = {"ok": ok, "t0": np.array([[3, 3, 0]], np.uint8), "t9": np.array([[3, 3, 9]], np.uint8),
-             "row": np.array([[12, 3, 1]], np.uint8)}
+    cases = {
+        "ok": ok,
+        "t0": np.array([[3, 3, 0]], np.uint8),
+        "t9": np.array([[3, 3, 9]], np.uint8),
+        "row": np.array([[12, 3, 1]], np.uint8),
+    }
     for name, pos in cases.items():
         np.savez_compressed(tmp_path / "train" / f"{name}.npz", pos=pos, neg=ok)
     (tmp_path / "trainlabel.txt").write_text("".join(f"{name}.npz 0 10 10\n" for name in cases))

@@ -1,5 +1,6 @@
 """Names from params never reach a shell: both drivers refuse unsafe names before running anything, and
 quoted paths keep a data root with spaces and `;` one argument."""
+
 from __future__ import annotations
 
 import copy
@@ -40,8 +41,9 @@ def test_the_schema_refuses_unsafe_names_in_one_line(name: str) -> None:
         block = p["pretrain"][where]
         block[name] = copy.deepcopy(next(iter(block.values())))
         problems = structure_problems(p)
-        assert any(f"name {name!r} is not allowed" in line and f"pretrain.{where}" in line for line in problems), \
-            problems
+        assert any(
+            f"name {name!r} is not allowed" in line and f"pretrain.{where}" in line for line in problems
+        ), problems
     p = _params()
     p["delays"]["datasets"] = [name]
     assert any(f"name {name!r} is not allowed" in line for line in structure_problems(p))
@@ -63,8 +65,12 @@ def _no_pwned(work: Path) -> None:
 def test_snakemake_refuses_an_injected_run_name_and_runs_nothing(project: Path) -> None:
     name = "d$(touch PWNED)"
     _set_params(project, _with_ann(name))
-    proc = run(["snakemake", f"models/pretrain/ann/{name}.pt", "--cores", "1", "--config", "max_epochs=1"],
-               project, check=False, timeout=300)
+    proc = run(
+        ["snakemake", f"models/pretrain/ann/{name}.pt", "--cores", "1", "--config", "max_epochs=1"],
+        project,
+        check=False,
+        timeout=300,
+    )
     assert proc.returncode != 0
     assert f"name {name!r} is not allowed" in proc.stderr
     _no_pwned(project)
@@ -72,8 +78,12 @@ def test_snakemake_refuses_an_injected_run_name_and_runs_nothing(project: Path) 
 
 def test_a_target_path_with_an_unsafe_name_matches_no_rule(project: Path) -> None:
     _set_params(project, _params())
-    proc = run(["snakemake", "models/pretrain/ann/d$(touch PWNED).pt", "--cores", "1", "-n"], project,
-               check=False, timeout=300)
+    proc = run(
+        ["snakemake", "models/pretrain/ann/d$(touch PWNED).pt", "--cores", "1", "-n"],
+        project,
+        check=False,
+        timeout=300,
+    )
     assert proc.returncode != 0 and "MissingRuleException" in proc.stdout + proc.stderr
     _no_pwned(project)
 
@@ -93,8 +103,10 @@ def test_a_data_root_with_spaces_and_a_semicolon_works_under_both_drivers(projec
     write_random_h5(root / "shd_train.h5", 24, seed=0)
     write_random_h5(root / "shd_test.h5", 9, seed=1)
     p = _params()
-    p["delays"]["sets"]["odd"] = {"data": {**p["delays"]["sets"]["synth"]["data"], "root": "raw data/shd; x"},
-                                  "train": p["delays"]["sets"]["synth"]["train"]}
+    p["delays"]["sets"]["odd"] = {
+        "data": {**p["delays"]["sets"]["synth"]["data"], "root": "raw data/shd; x"},
+        "train": p["delays"]["sets"]["synth"]["train"],
+    }
     _set_params(project, p)
     run(["snakemake", "--cores", "1", "data/prepared/delays/odd"], project, timeout=300)
     assert (project / "data/prepared/delays/odd").is_dir()

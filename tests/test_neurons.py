@@ -1,4 +1,5 @@
 """Paper A neurons: LIAF dynamics, learnable decay, SpikingJelly's nodes vs the equations, LIAF/PLIF twins."""
+
 import math
 
 import pytest
@@ -6,8 +7,13 @@ import torch
 from spikingjelly.activation_based import functional, neuron
 
 from pipeline.models.resnet_twins import TwinConfig, build_twin, count_parameters
-from pipeline.models.spiking import (DecayResetLIAF, ParametricLIAF, make_neuron, neuron_parameter_names,
-                                     rect_surrogate)
+from pipeline.models.spiking import (
+    DecayResetLIAF,
+    ParametricLIAF,
+    make_neuron,
+    neuron_parameter_names,
+    rect_surrogate,
+)
 from pipeline.pretrain.transfer import TransferError, transfer_state
 
 RESNET18_PARAMS = 11_689_512  # torchvision's, 1000 classes
@@ -19,7 +25,9 @@ def _w_for(decay: float) -> float:
     return math.log((1.0 - decay) / decay)
 
 
-def _reference(inp: torch.Tensor, decay: float, thr: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _reference(
+    inp: torch.Tensor, decay: float, thr: float = 0.5
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Membranes u_t, spikes s_t and the final reset membrane, by hand from the equations."""
     u_prev, s_prev = torch.zeros_like(inp[0]), torch.zeros_like(inp[0])
     us, ss = [], []
@@ -52,7 +60,7 @@ def test_learnable_decay_equals_fixed_and_learns(kind):
     torch.manual_seed(1)
     inp = torch.rand(8, 4, 16) * 0.8 - 0.1
     node = make_neuron(kind, decay=0.25, threshold=0.5, learnable_decay=True)
-    (name, w), = node.named_parameters()
+    ((name, w),) = node.named_parameters()
     assert name == "w" and w.numel() == 1
     assert math.isclose(w.item(), _w_for(0.25), rel_tol=1e-6)
     # set the parameter away from its initial value: the dynamics must follow it
@@ -95,9 +103,17 @@ def test_spikingjelly_liaf_node_differs():
     ours = DecayResetLIAF(decay=0.25, v_threshold=0.5)(inp)
 
     def sj_liaf(step_mode: str, decay_input: bool) -> neuron.LIAFNode:
-        return neuron.LIAFNode(act=torch.nn.LeakyReLU(0.2), threshold_related=False, tau=1.0 / (1.0 - 0.25),
-                               decay_input=decay_input, v_threshold=0.5, v_reset=0.0,
-                               surrogate_function=rect_surrogate(), detach_reset=True, step_mode=step_mode)
+        return neuron.LIAFNode(
+            act=torch.nn.LeakyReLU(0.2),
+            threshold_related=False,
+            tau=1.0 / (1.0 - 0.25),
+            decay_input=decay_input,
+            v_threshold=0.5,
+            v_reset=0.0,
+            surrogate_function=rect_surrogate(),
+            detach_reset=True,
+            step_mode=step_mode,
+        )
 
     # single-step with decay_input=False: the same equations (rounded differently)
     single = sj_liaf("s", decay_input=False)
@@ -115,7 +131,9 @@ def _resnet18(kind: str, **kw):
     return build_twin(TwinConfig(kind=kind, arch="resnet18", stem="imagenet", num_classes=10, **kw))
 
 
-@pytest.mark.parametrize("neuron_kind,learnable", [("lif", False), ("liaf", False), ("lif", True), ("liaf", True)])
+@pytest.mark.parametrize(
+    "neuron_kind,learnable", [("lif", False), ("liaf", False), ("lif", True), ("liaf", True)]
+)
 def test_snn_parameter_counts(neuron_kind, learnable):
     snn = _resnet18("snn", neuron=neuron_kind, learnable_decay=learnable)
     ann = _resnet18("ann")
@@ -147,7 +165,9 @@ def test_transfer_into_liaf_and_plif_twins(neuron_kind, learnable):
         assert torch.equal(state[k], v), k
     decays = sorted(neuron_parameter_names(snn))
     assert sorted(rep["snn_only"]) == decays and rep["n_snn_only"] == len(decays)
-    assert rep["n_copied"] == len(ann.state_dict()) and rep["n_copied"] + rep["n_snn_only"] == rep["n_tensors"]
+    assert (
+        rep["n_copied"] == len(ann.state_dict()) and rep["n_copied"] + rep["n_snn_only"] == rep["n_tensors"]
+    )
     assert not rep["adapted"] and not rep["new"]
     for name in decays:  # kept their configured initialisation
         assert math.isclose(state[name].item(), _w_for(0.25), rel_tol=1e-6)
@@ -170,7 +190,9 @@ def test_transfer_rejects_other_one_sided_names():
 def test_liaf_resnet18_forward_backward(learnable):
     torch.manual_seed(5)
     for in_channels, x in ((2, torch.rand(2, 2, 8, 32, 32)), (3, torch.rand(2, 3, 32, 32))):
-        snn = _resnet18("snn", neuron="liaf", learnable_decay=learnable, in_channels=in_channels, time_steps=4)
+        snn = _resnet18(
+            "snn", neuron="liaf", learnable_decay=learnable, in_channels=in_channels, time_steps=4
+        )
         out = snn(x)
         assert out.shape == (2, 10)
         torch.nn.functional.cross_entropy(out, torch.tensor([1, 7])).backward()

@@ -1,4 +1,5 @@
 """Mixed precision as a parameter: mode resolution, and a bf16 training run on the CPU."""
+
 from __future__ import annotations
 
 import math
@@ -30,8 +31,24 @@ def test_bf16_training_runs_in_bf16(tmp_path) -> None:
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     call_stage("delays_synth", p, out=tmp_path / "raw")
     call_stage("delays_prepare", p, dataset="synth", out=tmp_path / "prep")
-    proc = _cli(["delays_train", "--dataset", "synth", "--variant", "learned_delay", "--seed", "0", "--data", "prep",
-                 "--ckpt", "ck", "--live", "live"], tmp_path)
+    proc = _cli(
+        [
+            "delays_train",
+            "--dataset",
+            "synth",
+            "--variant",
+            "learned_delay",
+            "--seed",
+            "0",
+            "--data",
+            "prep",
+            "--ckpt",
+            "ck",
+            "--live",
+            "live",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert read_json(tmp_path / "live/config.json")["amp"] == "bf16"
     assert math.isfinite(read_json(tmp_path / "live/history.json")[0]["train_loss"])

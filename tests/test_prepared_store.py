@@ -3,6 +3,7 @@
 The reference for values is the frozen pre-streaming prepare (benchmarks/legacy_prepare.py):
 whole files in memory, one torch file per split.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,15 @@ from tests.tiny_data import write_random_h5, write_tiny_gsc
 
 
 def data_cfg(fmt: str, root: Path, **changes) -> DelaysData:
-    values = {"format": fmt, "root": str(root), "valid_fraction": 0.25, "valid_seed": 3, "time_step_ms": 10.0,
-              "n_channels": 700, "pool": 5}
+    values = {
+        "format": fmt,
+        "root": str(root),
+        "valid_fraction": 0.25,
+        "valid_seed": 3,
+        "time_step_ms": 10.0,
+        "n_channels": 700,
+        "pool": 5,
+    }
     if fmt == "gsc":
         values.update(n_channels=140, pool=1)
     return DelaysData(**{**values, **changes})
@@ -60,17 +68,26 @@ def assert_same_split(new: prepared.Split, old: legacy_prepare.Split) -> None:
 def test_store_round_trip_and_layout(tmp_path):
     rng = np.random.default_rng(0)
     lengths = np.array([3, 1, 5, 2])
-    split = prepared.make_split(rng.integers(0, 9, (11, 6)).astype(np.int16), lengths, [2, 0, 1, 1], {"dataset": "x"})
+    split = prepared.make_split(
+        rng.integers(0, 9, (11, 6)).astype(np.int16), lengths, [2, 0, 1, 1], {"dataset": "x"}
+    )
     prepared.save_split(tmp_path / "s", split)
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [
-        "frames.npy", "labels.npy", "lengths.npy", "meta.json", "offsets.npy"]
+        "frames.npy",
+        "labels.npy",
+        "lengths.npy",
+        "meta.json",
+        "offsets.npy",
+    ]
     loaded = prepared.load_split(tmp_path / "s")
     assert isinstance(loaded.frames, np.memmap) and loaded.frames.mode == "r"  # shared page cache, not a copy
     with pytest.raises(ValueError, match="read-only"):
         loaded.frames[0, 0] = 1
     np.testing.assert_array_equal(loaded.frames, split.frames)
     np.testing.assert_array_equal(loaded.offsets, [0, 3, 4, 9, 11])
-    assert loaded.labels.tolist() == [2, 0, 1, 1] and loaded.meta == {"dataset": "x"} and loaded.n_channels == 6
+    assert (
+        loaded.labels.tolist() == [2, 0, 1, 1] and loaded.meta == {"dataset": "x"} and loaded.n_channels == 6
+    )
     # frames.npy is what np.save writes for the same array: readable by any numpy, no hidden state
     np.save(tmp_path / "ref.npy", split.frames)
     assert (tmp_path / "s" / "frames.npy").read_bytes() == (tmp_path / "ref.npy").read_bytes()
@@ -83,7 +100,9 @@ def test_store_round_trip_and_layout(tmp_path):
 def test_streaming_shd_with_holdout_equals_the_whole_file_prepare(shd_root, tmp_path, monkeypatch):
     cfg = data_cfg("shd", shd_root)
     old = legacy_prepare.prepare(cfg, "shd", tmp_path / "old")
-    monkeypatch.setattr(shd, "READ_SAMPLES", 4)  # many reads, hold-out samples on both sides of their boundaries
+    monkeypatch.setattr(
+        shd, "READ_SAMPLES", 4
+    )  # many reads, hold-out samples on both sides of their boundaries
     prepare(DelaysPrepareConfig(data=cfg), dataset="shd", out=tmp_path / "new")
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["test", "train", "valid"]
     for split in SPLITS:
@@ -119,7 +138,9 @@ def test_gsc_streams_in_parallel_and_the_worker_count_does_not_change_the_bytes(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the CLI ran the old stage (and as the workers compute)
     try:
-        old = legacy_prepare.prepare(cfg, "gsc", tmp_path / "old")  # same chunks: a batch's values depend on its size
+        old = legacy_prepare.prepare(
+            cfg, "gsc", tmp_path / "old"
+        )  # same chunks: a batch's values depend on its size
     finally:
         torch.set_num_threads(threads)
     outputs = {}
@@ -138,7 +159,9 @@ def test_a_bad_wav_in_a_worker_is_named_and_nothing_is_written(tmp_path):
     splits = write_tiny_gsc(tmp_path / "gsc", ["down", "up"], per_word=3)
     (tmp_path / "gsc" / splits["test"][1]).write_bytes(b"RIFF not really")
     with pytest.raises(ValueError, match=r"up/00000001_nohash_0.wav: not a readable wav file"):
-        prepare(DelaysPrepareConfig(data=data_cfg("gsc", tmp_path / "gsc")), dataset="gsc", out=tmp_path / "out")
+        prepare(
+            DelaysPrepareConfig(data=data_cfg("gsc", tmp_path / "gsc")), dataset="gsc", out=tmp_path / "out"
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gsc"]
 
 
@@ -147,7 +170,9 @@ def test_empty_split_is_reported_before_any_work(tmp_path):
     root.mkdir()
     for split, n in (("train", 4), ("valid", 0), ("test", 3)):
         write_random_h5(root / f"ssc_{split}.h5", n, seed=0)
-    with pytest.raises(ValueError, match=r"the valid split of dataset 'ssc' is empty \(ssc_valid.h5 holds no samples\)"):
+    with pytest.raises(
+        ValueError, match=r"the valid split of dataset 'ssc' is empty \(ssc_valid.h5 holds no samples\)"
+    ):
         prepare(DelaysPrepareConfig(data=data_cfg("ssc", root)), dataset="ssc", out=tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -156,7 +181,9 @@ def test_old_format_and_damaged_stores_give_one_line_errors(shd_root, tmp_path):
     old_dir = tmp_path / "old"
     legacy_prepare.prepare(data_cfg("shd", shd_root), "shd", old_dir)
     for path in (old_dir / "train", old_dir / "train.pt"):  # as the new and as the old code named it
-        with pytest.raises(store.StoreError, match=r"train.pt: a prepared split of an older format .*rerun delays_prepare") as err:
+        with pytest.raises(
+            store.StoreError, match=r"train.pt: a prepared split of an older format .*rerun delays_prepare"
+        ) as err:
             prepared.load_split(path)
         assert "\n" not in str(err.value)
     with pytest.raises(store.StoreError, match=r"nothing: no prepared split store here"):
@@ -164,7 +191,10 @@ def test_old_format_and_damaged_stores_give_one_line_errors(shd_root, tmp_path):
     prepare(DelaysPrepareConfig(data=data_cfg("shd", shd_root)), dataset="shd", out=tmp_path / "new")
     meta = tmp_path / "new" / "test" / "meta.json"
     meta.write_text(meta.read_text().replace('"format_version": 2', '"format_version": 3'))
-    with pytest.raises(store.StoreError, match=r"test: prepared store of format version 3, this code reads version 2; rerun delays_prepare"):
+    with pytest.raises(
+        store.StoreError,
+        match=r"test: prepared store of format version 3, this code reads version 2; rerun delays_prepare",
+    ):
         prepared.load_split(tmp_path / "new" / "test")
     np.save(tmp_path / "new" / "valid" / "lengths.npy", np.ones(3, np.int64))
     with pytest.raises(store.StoreError, match=r"valid: damaged prepared store .*rerun delays_prepare"):
@@ -196,8 +226,16 @@ def ragged_split(tmp_path):
     return prepared.load_split(tmp_path / "s")
 
 
-@pytest.mark.parametrize("shuffle, d, skip", [(False, Dist(), 0), (True, Dist(), 0), (True, Dist(1, 2, 1), 0),
-                                              (False, Dist(0, 3, 0), 0), (True, Dist(), 2)])
+@pytest.mark.parametrize(
+    "shuffle, d, skip",
+    [
+        (False, Dist(), 0),
+        (True, Dist(), 0),
+        (True, Dist(1, 2, 1), 0),
+        (False, Dist(0, 3, 0), 0),
+        (True, Dist(), 2),
+    ],
+)
 def test_prefetching_loader_yields_exactly_the_plain_batches(ragged_split, shuffle, d, skip):
     plain_gen, prefetch_gen = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
     plain = list(prepared.iterate_batches(ragged_split, 5, shuffle, plain_gen, d=d, skip=skip))
@@ -229,7 +267,10 @@ def test_epoch_metrics_sum_on_the_device_like_the_per_step_floats():
     loss_sum, correct, seen = 0.0, 0, 0
     rng = np.random.default_rng(0)
     for n in (7, 3, 5):
-        loss, right = torch.tensor(rng.uniform(0, 3), dtype=torch.float32), torch.tensor(int(rng.integers(0, n)))
+        loss, right = (
+            torch.tensor(rng.uniform(0, 3), dtype=torch.float32),
+            torch.tensor(int(rng.integers(0, n))),
+        )
         metrics.update(loss, right, n)
         loss_sum, correct, seen = loss_sum + float(loss) * n, correct + int(right), seen + n
     assert metrics.compute() == [loss_sum, correct, seen]

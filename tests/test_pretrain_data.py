@@ -1,4 +1,5 @@
 """Paper A data: ES-ImageNet conversion and loader on hand-made samples, ES-UCF101, digits."""
+
 import numpy as np
 import pytest
 import torch
@@ -6,7 +7,13 @@ from PIL import Image
 
 from pipeline.data.batching import Skipped, collate_skipping, materialize
 from pipeline.data.device_transforms import to_model_input
-from pipeline.data.es_imagenet import ESImageNet, Geometry, convert_imagefolder, events_to_frames, image_to_events
+from pipeline.data.es_imagenet import (
+    ESImageNet,
+    Geometry,
+    convert_imagefolder,
+    events_to_frames,
+    image_to_events,
+)
 from pipeline.data.es_ucf101 import ESUCF101, action_of, clip_to_events
 
 
@@ -124,9 +131,13 @@ def test_unreadable_samples_are_counted_with_a_warning_up_to_the_allowed_share(c
     from pipeline.checks import TooManyUnreadable, check_unreadable
 
     check_unreadable(["a.png: OSError: bad"], 1000, 0.001, "dataset 'x'")
-    assert capsys.readouterr().err.strip() == ("warning: 1 of 1000 samples of dataset 'x' are unreadable (0.10 %), "
-                                               "first: a.png: OSError: bad; skipped (max_skipped_fraction 0.001)")
-    with pytest.raises(TooManyUnreadable, match=r"2 of 1000 samples .* \(0.20 %\).*more than max_skipped_fraction"):
+    assert capsys.readouterr().err.strip() == (
+        "warning: 1 of 1000 samples of dataset 'x' are unreadable (0.10 %), "
+        "first: a.png: OSError: bad; skipped (max_skipped_fraction 0.001)"
+    )
+    with pytest.raises(
+        TooManyUnreadable, match=r"2 of 1000 samples .* \(0.20 %\).*more than max_skipped_fraction"
+    ):
         check_unreadable(["a", "b"], 1000, 0.001, "dataset 'x'")
     check_unreadable([], 10, 0.0, "dataset 'x'")  # nothing unreadable: silent
     assert capsys.readouterr().err == ""

@@ -1,4 +1,5 @@
 """Paper A models: twin parameter names/counts, LIF dynamics, sharpened ReLU, transfer."""
+
 import pytest
 import torch
 import torchvision
@@ -9,7 +10,9 @@ from pipeline.models.spiking import DecayResetLIF, SharpenedReLU, sharpen_bounds
 from pipeline.pretrain.transfer import TransferError, transfer_state
 
 
-@pytest.mark.parametrize("arch,tv", [("resnet18", torchvision.models.resnet18), ("resnet34", torchvision.models.resnet34)])
+@pytest.mark.parametrize(
+    "arch,tv", [("resnet18", torchvision.models.resnet18), ("resnet34", torchvision.models.resnet34)]
+)
 def test_param_counts_and_names_match_torchvision(arch, tv):
     ref = tv()
     for kind in ("ann", "snn"):

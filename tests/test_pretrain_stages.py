@@ -1,4 +1,5 @@
 """A tiny end-to-end run of the paper-A stages in-process: expected files, keys, table rows."""
+
 import copy
 import json
 
@@ -43,33 +44,67 @@ def test_tiny_end_to_end(tmp_path):
     assert len(list((tmp_path / "events" / "train").rglob("*.npz"))) == 16  # 8 motions x 2 clips
     runs = []
     for ann, data in (("digits", tmp_path / "img"), ("motion", tmp_path / "frames")):
-        call_stage("pretrain_ann", p, ann=ann, data=data, ckpt=tmp_path / f"ann_{ann}.pt", live=tmp_path / f"live/ann_{ann}")
+        call_stage(
+            "pretrain_ann",
+            p,
+            ann=ann,
+            data=data,
+            ckpt=tmp_path / f"ann_{ann}.pt",
+            live=tmp_path / f"live/ann_{ann}",
+        )
         runs.append(_load(tmp_path / f"live/ann_{ann}"))
-    targets = {"pipeS": (tmp_path / "img", "digits"), "pipeD": (tmp_path / "es", "digits"),
-               "pipeU": (tmp_path / "events", "motion")}
+    targets = {
+        "pipeS": (tmp_path / "img", "digits"),
+        "pipeD": (tmp_path / "es", "digits"),
+        "pipeU": (tmp_path / "events", "motion"),
+    }
     for pipe, (data, ann) in targets.items():
-        call_stage("transfer", p, pipe=pipe, ann=tmp_path / f"ann_{ann}.pt", out=tmp_path / f"{pipe}.pt",
-                   report=tmp_path / f"{pipe}.json")
+        call_stage(
+            "transfer",
+            p,
+            pipe=pipe,
+            ann=tmp_path / f"ann_{ann}.pt",
+            out=tmp_path / f"{pipe}.pt",
+            report=tmp_path / f"{pipe}.json",
+        )
         rep = json.loads((tmp_path / f"{pipe}.json").read_text())
         assert rep["n_copied"] + rep["n_adapted"] + rep["n_new"] + rep["n_snn_only"] == rep["n_tensors"]
         assert ("conv1.weight" in rep["adapted"]) == (pipe == "pipeD")
-        call_stage("finetune_snn", p, pipe=pipe, init=tmp_path / f"{pipe}.pt", data=data,
-                   ckpt=tmp_path / f"ft_{pipe}.pt", live=tmp_path / f"live/ft_{pipe}")
+        call_stage(
+            "finetune_snn",
+            p,
+            pipe=pipe,
+            init=tmp_path / f"{pipe}.pt",
+            data=data,
+            ckpt=tmp_path / f"ft_{pipe}.pt",
+            live=tmp_path / f"live/ft_{pipe}",
+        )
         runs.append(_load(tmp_path / f"live/ft_{pipe}"))
     reports = {pipe: json.loads((tmp_path / f"{pipe}.json").read_text()) for pipe in targets}
     assert reports["pipeU"]["new"] == ["encoder.conv1.weight"]  # everything but the first conv is transferred
     assert len(reports["pipeD"]["snn_only"]) > 0  # learnable decays exist only in the SNN
     # a damaged event file is skipped and reported, not fatal
     (tmp_path / "es" / "train" / "class0" / "class0_1.npz").write_bytes(b"junk")
-    for run, data in (("digits", tmp_path / "img"), ("digits_events", tmp_path / "es"),
-                      ("motion_events", tmp_path / "events")):
-        call_stage("train_snn_scratch", p, run=run, data=data, ckpt=tmp_path / f"sc_{run}.pt",
-                   live=tmp_path / f"live/sc_{run}")
+    for run, data in (
+        ("digits", tmp_path / "img"),
+        ("digits_events", tmp_path / "es"),
+        ("motion_events", tmp_path / "events"),
+    ):
+        call_stage(
+            "train_snn_scratch",
+            p,
+            run=run,
+            data=data,
+            ckpt=tmp_path / f"sc_{run}.pt",
+            live=tmp_path / f"live/sc_{run}",
+        )
         runs.append(_load(tmp_path / f"live/sc_{run}"))
     sk = json.loads((tmp_path / "live/sc_digits_events/skipped_files.json").read_text())
     assert runs[-2]["metrics"]["skipped_files"] == 1 and "class0_1.npz" in sk[0]
     for r in runs:
-        assert {"best_val_acc", "best_epoch", "epochs", "elapsed_s", "skipped_files", "n_params"} <= set(r["metrics"])
+        assert {"best_val_acc", "best_epoch", "epochs", "elapsed_s", "skipped_files", "n_params"} <= set(
+            r["metrics"]
+        )
         assert r["config"]["role"] in ("pretrain_ann", "finetune_snn", "train_snn_scratch")
         assert {"epoch", "elapsed_s", "val_acc"} <= set(r["history"][0])
     table = build_table(runs)

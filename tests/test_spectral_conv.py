@@ -1,4 +1,5 @@
 """The spectral delay convolution (pipeline/models/spectral_conv.py) against F.conv1d."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,8 +11,13 @@ from pipeline.models.spectral_conv import SpectralCorrelation1d, spectral_correl
 
 # (T, B, in, out, K, left, right): the delay layers' padding (K-1, (K-1)//2), odd and even
 # padded lengths, K = 1, a sequence shorter than the kernel, no padding
-CASES = [(20, 3, 6, 5, 7, 6, 3), (33, 2, 4, 9, 25, 24, 12), (9, 1, 3, 2, 1, 0, 0),
-         (4, 2, 5, 3, 15, 14, 7), (12, 2, 3, 4, 5, 0, 0)]
+CASES = [
+    (20, 3, 6, 5, 7, 6, 3),
+    (33, 2, 4, 9, 25, 24, 12),
+    (9, 1, 3, 2, 1, 0, 0),
+    (4, 2, 5, 3, 15, 14, 7),
+    (12, 2, 3, 4, 5, 0, 0),
+]
 
 
 def _conv1d(x: torch.Tensor, w: torch.Tensor, left: int, right: int) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """One stage table drives both drivers and the CLI: dvc.yaml is generated from it (and current), the
 two DAGs agree, code dependencies are the real import closure, every stage names its keys."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,7 +27,9 @@ def test_committed_dvc_yaml_is_generated_from_the_table() -> None:
 
 def test_a_hand_edit_of_dvc_yaml_is_caught(tmp_path: Path) -> None:
     work = copy_project(tmp_path)
-    (work / "dvc.yaml").write_text((work / "dvc.yaml").read_text().replace("--out 'data/raw/digits_es'", "--out x", 1))
+    (work / "dvc.yaml").write_text(
+        (work / "dvc.yaml").read_text().replace("--out 'data/raw/digits_es'", "--out x", 1)
+    )
     proc = run(["python", "-m", "pipeline", "dvc_yaml", "--check"], cwd=work, check=False)
     assert proc.returncode == 1 and "differs from the stage table" in proc.stderr
 
@@ -48,11 +51,15 @@ def test_agreement_holds_for_other_params(tmp_path: Path) -> None:
     smk, dvc = snakemake_jobs(work), dvc_stages(work)
     assert compare_dags(smk, dvc) == []
     assert {j.cmd for j in smk if j.name == "delays_train"} == {
-        "python -m pipeline delays_train --dataset synth --variant learned_delay --seed 3 --data data/prepared/delays/synth"
+        "python -m pipeline delays_train --dataset synth --variant learned_delay --seed 3"
+        " --data data/prepared/delays/synth"
         " --ckpt models/delays/synth/learned_delay/s3 --live results/delays/train/synth/learned_delay/s3"
         " --log logs/delays_train/synth_learned_delay_3.log"
     }
-    assert sorted(j.cmd.split("--pipe ")[1].split()[0] for j in smk if j.name == "transfer") == ["pipeD", "pipeS"]
+    assert sorted(j.cmd.split("--pipe ")[1].split()[0] for j in smk if j.name == "transfer") == [
+        "pipeD",
+        "pipeS",
+    ]
 
 
 def test_the_help_lists_every_stage_and_command() -> None:
@@ -64,12 +71,20 @@ def test_the_help_lists_every_stage_and_command() -> None:
 def test_code_dependencies_are_the_import_closure() -> None:
     """A function-level import counts; modules a stage never imports do not."""
     prepare = set(code_deps("pipeline.delays.data_stages"))
-    assert "pipeline/data/shd.py" in prepare and "pipeline/data/gsc.py" in prepare  # imported inside prepare()
+    assert (
+        "pipeline/data/shd.py" in prepare and "pipeline/data/gsc.py" in prepare
+    )  # imported inside prepare()
     assert not any(f.startswith("pipeline/models/") for f in prepare)  # a model edit never re-prepares data
     train = set(code_deps("pipeline.delays.stages"))
     assert {"pipeline/models/delay_snn.py", "pipeline/delays/train.py"} <= train
-    assert "pipeline/drivers/stage_table.py" not in train  # data both drivers read directly (see its docstring)
-    assert import_closure("pipeline.pretrain.data_stages") & {"pipeline/pretrain/train.py", "pipeline/models/resnet_twins.py"} == set()
+    assert (
+        "pipeline/drivers/stage_table.py" not in train
+    )  # data both drivers read directly (see its docstring)
+    assert (
+        import_closure("pipeline.pretrain.data_stages")
+        & {"pipeline/pretrain/train.py", "pipeline/models/resnet_twins.py"}
+        == set()
+    )
 
 
 def test_every_stage_function_takes_its_config_and_options() -> None:

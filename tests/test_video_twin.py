@@ -1,4 +1,5 @@
 """Paper A video twins (ES-UCF101 model): names, shapes, the recurrent LIF decoder, state, transfer."""
+
 import pytest
 import torch
 from spikingjelly.activation_based import functional
@@ -13,8 +14,15 @@ STEM = "encoder.conv1.weight"
 
 
 def _twin(kind: str, hidden: int = 6) -> VideoTwin:
-    cfg = TwinConfig(kind=kind, arch="tiny", width=4, stem="small", num_classes=5,
-                     in_channels=3 if kind == "ann" else 2, sharpen_epochs=10)
+    cfg = TwinConfig(
+        kind=kind,
+        arch="tiny",
+        width=4,
+        stem="small",
+        num_classes=5,
+        in_channels=3 if kind == "ann" else 2,
+        sharpen_epochs=10,
+    )
     return VideoTwin(cfg, decoder_hidden=hidden)
 
 
@@ -48,8 +56,16 @@ def test_forward_and_backward_reach_every_parameter(kind, channels):
 
 @pytest.mark.parametrize("neuron,learnable_decay", [("liaf", False), ("lif", True)])
 def test_decoder_uses_the_encoders_neuron(neuron, learnable_decay):
-    cfg = TwinConfig(kind="snn", arch="tiny", width=4, stem="small", num_classes=5, in_channels=2,
-                     neuron=neuron, learnable_decay=learnable_decay)
+    cfg = TwinConfig(
+        kind="snn",
+        arch="tiny",
+        width=4,
+        stem="small",
+        num_classes=5,
+        in_channels=2,
+        neuron=neuron,
+        learnable_decay=learnable_decay,
+    )
     model = VideoTwin(cfg, decoder_hidden=6)
     assert type(model.decoder.act) is type(model.encoder.act)
     assert ("decoder.act.w" in model.state_dict()) == learnable_decay

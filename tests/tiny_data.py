@@ -1,4 +1,5 @@
 """Tiny datasets written in the official formats, for tests: SHD/SSC HDF5 files and a GSC folder."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,14 +13,23 @@ from pipeline.data.synth_shd import write_shd_file
 
 def write_h5(path: Path, times: list, units: list, labels: list) -> Path:
     """One SHD/SSC-layout file holding these samples (times in seconds, unit ids, labels)."""
-    write_shd_file(path, [np.asarray(t, np.float32) for t in times], [np.asarray(u, np.uint16) for u in units],
-                   np.asarray(labels, np.uint8), np.zeros(len(labels), np.uint16), ["a", "b"], {"note": "test"})
+    write_shd_file(
+        path,
+        [np.asarray(t, np.float32) for t in times],
+        [np.asarray(u, np.uint16) for u in units],
+        np.asarray(labels, np.uint8),
+        np.zeros(len(labels), np.uint16),
+        ["a", "b"],
+        {"note": "test"},
+    )
     return path
 
 
-def write_random_h5(path: Path, n: int, seed: int, n_classes: int = 3, max_events: int = 300,
-                    max_s: float = 0.5) -> Path:
-    """An SHD/SSC-layout file of `n` random samples (some without spikes), labels cycling through the classes."""
+def write_random_h5(
+    path: Path, n: int, seed: int, n_classes: int = 3, max_events: int = 300, max_s: float = 0.5
+) -> Path:
+    """An SHD/SSC-layout file of `n` random samples (some without spikes), labels cycling through the
+    classes."""
     rng = np.random.default_rng(seed)
     counts = rng.integers(0, max_events, n)
     counts[:: max(n // 4, 1)] = 0
@@ -55,7 +65,11 @@ def write_tiny_gsc(
             sf.write(str(root / rel), wav.astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
             splits["valid" if j == 0 else "test" if j == 1 else "train"].append(rel)
     (root / "_background_noise_").mkdir(parents=True, exist_ok=True)
-    sf.write(str(root / "_background_noise_" / "white_noise.wav"), 0.1 * rng.standard_normal(2 * SAMPLE_RATE), SAMPLE_RATE)
+    sf.write(
+        str(root / "_background_noise_" / "white_noise.wav"),
+        0.1 * rng.standard_normal(2 * SAMPLE_RATE),
+        SAMPLE_RATE,
+    )
     (root / "validation_list.txt").write_text("".join(r + "\n" for r in splits["valid"]))
     (root / "testing_list.txt").write_text("".join(r + "\n" for r in splits["test"]))
     return splits

@@ -5,6 +5,7 @@ Class counts are real where the loaders check them against num_classes (ImageNet
 folders, UCF101 101 actions); spatial sizes are small so that training a real architecture on
 them takes seconds.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,7 +28,9 @@ def write_imagenet(root: Path, n_classes: int = 1000, size: int = 12, seed: int 
     return root
 
 
-def write_es_imagenet(root: Path, canvas: int, labels: tuple[int, ...] = (0, 999, 1, 998), seed: int = 0) -> Path:
+def write_es_imagenet(
+    root: Path, canvas: int, labels: tuple[int, ...] = (0, 999, 1, 998), seed: int = 0
+) -> Path:
     """trainlabel.txt / vallabel.txt and their npz samples (keys pos, neg: uint8 [N, 3] row, col, t),
     every sample an image of resized size (canvas - 2) x (canvas - 4)."""
     rng = np.random.default_rng(seed)
@@ -35,11 +38,17 @@ def write_es_imagenet(root: Path, canvas: int, labels: tuple[int, ...] = (0, 999
     for split, label_file in (("train", "trainlabel.txt"), ("val", "vallabel.txt")):
         lines = []
         for i, label in enumerate(labels):
-            rel = f"class{label}/class{label}_{i + 1}.npz" if split == "train" else f"ILSVRC2012_val_{i + 1:08d}.npz"
+            rel = (
+                f"class{label}/class{label}_{i + 1}.npz"
+                if split == "train"
+                else f"ILSVRC2012_val_{i + 1:08d}.npz"
+            )
             path = root / split / rel
             path.parent.mkdir(parents=True, exist_ok=True)
-            events = [np.stack([rng.integers(1, a, 60), rng.integers(1, b, 60), rng.integers(1, 9, 60)], 1)
-                      for _ in range(2)]
+            events = [
+                np.stack([rng.integers(1, a, 60), rng.integers(1, b, 60), rng.integers(1, 9, 60)], 1)
+                for _ in range(2)
+            ]
             np.savez_compressed(path, pos=events[0].astype(np.uint8), neg=events[1].astype(np.uint8))
             lines.append(f"{rel} {label} {a} {b}\n")
         (root / label_file).write_text("".join(lines))
@@ -50,8 +59,9 @@ def _actions(n: int) -> list[str]:
     return [f"Action{i:03d}" for i in range(n)]
 
 
-def write_ucf101_frames(root: Path, n_actions: int = 101, n_frames: int = 4, size: tuple[int, int] = (12, 16),
-                        seed: int = 0) -> Path:
+def write_ucf101_frames(
+    root: Path, n_actions: int = 101, n_frames: int = 4, size: tuple[int, int] = (12, 16), seed: int = 0
+) -> Path:
     """<split>/v_<Action>_gXX_c01/frame_NNNN.jpg: one short video per action and split (val groups first)."""
     rng = np.random.default_rng(seed)
     for group, split in ((1, "val"), (8, "train")):
@@ -64,8 +74,9 @@ def write_ucf101_frames(root: Path, n_actions: int = 101, n_frames: int = 4, siz
     return root
 
 
-def write_es_ucf101(root: Path, n_actions: int = 101, steps: int = 4, size: tuple[int, int] = (12, 16),
-                    seed: int = 0) -> Path:
+def write_es_ucf101(
+    root: Path, n_actions: int = 101, steps: int = 4, size: tuple[int, int] = (12, 16), seed: int = 0
+) -> Path:
     """<split>/v_<Action>_gXX_c01.npz with key arr_0, uint8 (2, steps, H, W) events (the real files are
     (2, 30, 256, 342))."""
     rng = np.random.default_rng(seed)

@@ -4,6 +4,7 @@ Both drivers list these as the stage's code dependencies, so editing a module
 reruns exactly the stages that import it (directly or not, at module level or
 inside a function). Computed from the code itself, never typed by hand.
 """
+
 from __future__ import annotations
 
 import ast
@@ -44,7 +45,9 @@ def import_closure(module: str, repo: Path = REPO) -> set[str]:
     while todo:
         mod = todo.pop()
         parts = mod.split(".")
-        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # importing a.b.c runs a/ and a/b/ __init__
+        todo += [
+            ".".join(parts[:i]) for i in range(1, len(parts))
+        ]  # importing a.b.c runs a/ and a/b/ __init__
         path = module_file(mod, repo)
         if not path.is_file():
             continue  # `from pkg import function`: not a module

@@ -4,6 +4,7 @@ Snakemake takes presets as `--configfile` and merges them itself; DVC reads
 params.yaml only, so a preset is written into it (validated first, comments
 kept, atomically).
 """
+
 from __future__ import annotations
 
 from pathlib import Path

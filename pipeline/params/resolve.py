@@ -4,6 +4,7 @@ Code every stage runs (through pipeline/drivers/cli.py), so unlike the declarati
 pipeline/drivers/stage_table.py it is among every stage's code dependencies: a change
 here may change what any stage computes.
 """
+
 from __future__ import annotations
 
 import typing
@@ -54,8 +55,10 @@ def check_wildcards(st: Stage, params: Mapping[str, Any], wildcards: Mapping[str
         name = wildcards[st.fanout.wildcard]
         defined = lookup(params, st.fanout.source, {})
         if name not in defined:
-            raise UnknownName(f"unknown {st.fanout.wildcard} '{name}' (defined under {st.fanout.source}: "
-                              f"{', '.join(defined) or 'nothing'})")
+            raise UnknownName(
+                f"unknown {st.fanout.wildcard} '{name}' (defined under {st.fanout.source}: "
+                f"{', '.join(defined) or 'nothing'})"
+            )
 
 
 def resolve_keys(st: Stage, params: Mapping[str, Any], wildcards: Mapping[str, Any]) -> dict[str, Any]:

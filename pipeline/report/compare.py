@@ -6,6 +6,7 @@ For each table: rows added and removed, and every value that differs, with
 whether it changed beyond noise (pipeline/report/diff.py). Exits 0; with
 --fail-on-change, 1 when something changed beyond the tolerance.
 """
+
 from __future__ import annotations
 
 import io
@@ -31,7 +32,9 @@ def results_dir(source: str) -> Path | None:
     for candidate in (path, path / "results"):
         if (candidate / "tables").is_dir():
             return candidate
-    raise ValueError(f"{path}: neither {path}/tables nor {path}/results/tables exists (expected a results directory)")
+    raise ValueError(
+        f"{path}: neither {path}/tables nor {path}/results/tables exists (expected a results directory)"
+    )
 
 
 def read_table(source: str, name: str, repo: Path = Path(".")) -> pd.DataFrame | None:
@@ -40,8 +43,11 @@ def read_table(source: str, name: str, repo: Path = Path(".")) -> pd.DataFrame |
     if directory is not None:
         path = directory / "tables" / f"{name}.csv"
         return pd.read_csv(path) if path.is_file() else None
-    proc = subprocess.run(["git", "-C", str(repo), "show", f"{source}:results/tables/{name}.csv"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["git", "-C", str(repo), "show", f"{source}:results/tables/{name}.csv"],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         if any(s in proc.stderr for s in ("unknown revision", "bad revision", "invalid object name")):
             raise ValueError(f"'{source}' is neither a directory nor a git revision of {repo.resolve()}")
@@ -59,30 +65,49 @@ def render(diff: TableDiff, tolerance: float) -> str:
     """The difference of versions A and B as markdown: added/removed rows and columns, a count of values
     changed, then the values that differ, those beyond the tolerance first."""
     lines: list[str] = []
-    for what, names, side in (("rows", diff.rows_added, "B"), ("rows", diff.rows_removed, "A"),
-                              ("columns", diff.columns_added, "B"), ("columns", diff.columns_removed, "A")):
+    for what, names, side in (
+        ("rows", diff.rows_added, "B"),
+        ("rows", diff.rows_removed, "A"),
+        ("columns", diff.columns_added, "B"),
+        ("columns", diff.columns_removed, "A"),
+    ):
         if names:
             lines.append(f"{what} only at {side}: {', '.join(map(str, names))}")
     if diff.unmatched:
         return "\n".join([f"Rows not compared: {diff.unmatched}.", *lines])
     counts = diff.cells["verdict"].value_counts()
-    summary = (f"{counts.get(CHANGED, 0)} values changed beyond the tolerance ({tolerance:g} accuracy points), "
-               f"{counts.get(NOISE, 0)} within it, {diff.equal} equal")
+    summary = (
+        f"{counts.get(CHANGED, 0)} values changed beyond the tolerance ({tolerance:g} accuracy points), "
+        f"{counts.get(NOISE, 0)} within it, {diff.equal} equal"
+    )
     if counts.get(TIMING, 0):
         summary += f"; {counts[TIMING]} timings differ (machine-dependent, not checked)"
     lines.append(summary + ".")
     if len(diff.cells):
         shown = diff.cells.sort_values("verdict", key=lambda v: v != CHANGED, kind="stable")
-        shown = pd.DataFrame({"row": shown["row"], "column": shown["column"], "A": shown["a"].map(_fmt),
-                              "B": shown["b"].map(_fmt),
-                              "Δ": [("—" if math.isnan(d) else f"{d:+.6g}") for d in shown["delta"]],
-                              "verdict": shown["verdict"]})
+        shown = pd.DataFrame(
+            {
+                "row": shown["row"],
+                "column": shown["column"],
+                "A": shown["a"].map(_fmt),
+                "B": shown["b"].map(_fmt),
+                "Δ": [("—" if math.isnan(d) else f"{d:+.6g}") for d in shown["delta"]],
+                "verdict": shown["verdict"],
+            }
+        )
         lines += ["", shown.to_markdown(index=False, disable_numparse=True)]
     return "\n".join(lines)
 
 
-def compare(rev_a: str, rev_b: str, *, repo: Path = Path("."), table: str = "all", tolerance: float = 0.5,
-            fail_on_change: bool = False) -> None:
+def compare(
+    rev_a: str,
+    rev_b: str,
+    *,
+    repo: Path = Path("."),
+    table: str = "all",
+    tolerance: float = 0.5,
+    fail_on_change: bool = False,
+) -> None:
     """Compare the benchmark tables of two git revisions or results directories, within a tolerance.
 
     rev_a, rev_b: a git revision of --repo (its committed results/tables/*.csv) or a results directory
@@ -106,7 +131,10 @@ def compare(rev_a: str, rev_b: str, *, repo: Path = Path("."), table: str = "all
         print(render(diff, tolerance) + "\n")
         if diff.changed:
             changed.append(name)
-    print(f"Changed beyond the tolerance: {', '.join(changed)}." if changed
-          else "Nothing changed beyond the tolerance.")
+    print(
+        f"Changed beyond the tolerance: {', '.join(changed)}."
+        if changed
+        else "Nothing changed beyond the tolerance."
+    )
     if changed and fail_on_change:
         raise SystemExit(1)

@@ -5,6 +5,7 @@ The report writes, for each training run, one file per headline metric:
 dvc.yaml declares the folder as a plot (x: epoch), so `dvc plots show` draws
 every run's curves and `dvc plots diff HEAD~1` overlays two commits' curves.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -8,6 +8,7 @@ compared by what it holds:
 - text and flags: any difference counts.
 NaN on both sides is equal; a value appearing or disappearing counts.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,8 +52,14 @@ class TableDiff:
     @property
     def changed(self) -> bool:
         """Anything beyond noise: a changed cell, a row or column added or removed, a new layout."""
-        return bool(self.unmatched or self.rows_added or self.rows_removed or self.columns_added
-                    or self.columns_removed or (self.cells["verdict"] == CHANGED).any())
+        return bool(
+            self.unmatched
+            or self.rows_added
+            or self.rows_removed
+            or self.columns_added
+            or self.columns_removed
+            or (self.cells["verdict"] == CHANGED).any()
+        )
 
 
 CELL_COLUMNS = ["row", "column", "a", "b", "delta", "verdict"]
@@ -84,7 +91,10 @@ def _shared_keys(a: pd.DataFrame, b: pd.DataFrame, keys: list[str]) -> tuple[lis
         return shared, f"no key column ({', '.join(keys)}) in both versions"
     for side, df in (("A", a), ("B", b)):
         if df.duplicated(shared).any():
-            return shared, f"several rows of version {side} share their {', '.join(shared)} (the layout changed)"
+            return (
+                shared,
+                f"several rows of version {side} share their {', '.join(shared)} (the layout changed)",
+            )
     return shared, ""
 
 
@@ -95,7 +105,9 @@ def diff_tables(a: pd.DataFrame, b: pd.DataFrame, keys: list[str], tolerance: fl
     columns_removed = [c for c in a.columns if c not in b.columns]
     keys, unmatched = _shared_keys(a, b, keys)
     if unmatched:
-        return TableDiff([], [], columns_added, columns_removed, pd.DataFrame(columns=CELL_COLUMNS), 0, unmatched)
+        return TableDiff(
+            [], [], columns_added, columns_removed, pd.DataFrame(columns=CELL_COLUMNS), 0, unmatched
+        )
     ia, ib = (df.set_axis([row_label(row, keys) for _, row in df.iterrows()]) for df in (a, b))
     common_rows = [r for r in ia.index if r in ib.index]
     compared = [c for c in a.columns if c in b.columns and c not in keys]
@@ -109,7 +121,11 @@ def diff_tables(a: pd.DataFrame, b: pd.DataFrame, keys: list[str], tolerance: fl
                 continue
             delta, verdict = _verdict(kinds[c], va, vb, tolerance)
             cells.append({"row": r, "column": c, "a": va, "b": vb, "delta": delta, "verdict": verdict})
-    return TableDiff(rows_added=[r for r in ib.index if r not in ia.index],
-                     rows_removed=[r for r in ia.index if r not in ib.index],
-                     columns_added=columns_added, columns_removed=columns_removed,
-                     cells=pd.DataFrame(cells, columns=CELL_COLUMNS), equal=equal)
+    return TableDiff(
+        rows_added=[r for r in ib.index if r not in ia.index],
+        rows_removed=[r for r in ia.index if r not in ib.index],
+        columns_added=columns_added,
+        columns_removed=columns_removed,
+        cells=pd.DataFrame(cells, columns=CELL_COLUMNS),
+        equal=equal,
+    )

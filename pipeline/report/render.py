@@ -1,5 +1,6 @@
 """A results table in three forms: CSV (every column, machine-readable), markdown and HTML
 (the readable view; Snakemake's report shows HTML outputs rendered, markdown only as a download)."""
+
 from __future__ import annotations
 
 import html
@@ -41,15 +42,19 @@ def html_table(shown: pd.DataFrame, title: str, notes: list[str]) -> str:
     if len(shown):
         cls = [" class=number" if n else "" for n in numeric_columns(shown)]
         head = "".join(f"<th{c}>{html.escape(str(name))}</th>" for name, c in zip(shown.columns, cls))
-        rows = "\n".join("<tr>" + "".join(f"<td{c}>{html.escape(str(v))}</td>" for v, c in zip(values, cls)) + "</tr>"
-                         for values in shown.itertuples(index=False))
+        rows = "\n".join(
+            "<tr>" + "".join(f"<td{c}>{html.escape(str(v))}</td>" for v, c in zip(values, cls)) + "</tr>"
+            for values in shown.itertuples(index=False)
+        )
         body = f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{rows}\n</tbody>\n</table>"
     else:
         body = f"<p><em>{NO_RUNS}</em></p>"
     items = "\n".join(f"<li>{html.escape(n)}</li>" for n in notes)
-    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>\n'
-            f"<style>\n{STYLE}\n</style></head>\n<body>\n<h2>{html.escape(title)}</h2>\n{body}\n"
-            f"<ul>\n{items}\n</ul>\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>\n'
+        f"<style>\n{STYLE}\n</style></head>\n<body>\n<h2>{html.escape(title)}</h2>\n{body}\n"
+        f"<ul>\n{items}\n</ul>\n</body></html>\n"
+    )
 
 
 def write_table(table: pd.DataFrame, shown: pd.DataFrame, title: str, notes: list[str], stem: Path) -> None:

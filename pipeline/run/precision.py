@@ -4,6 +4,7 @@
 the CPU, where autocast is slower than float32 for these models. fp16 needs
 loss scaling, so it comes with a GradScaler; bf16 does not.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -4,9 +4,11 @@ On a terminal (stderr is a TTY: `dvc repro`, or a stage run by hand) the loop
 shows a tqdm bar with its total and ETA. Otherwise, and under Snakemake
 (several jobs share one console: `--progress lines`), it prints one plain line
 every PLAIN_EVERY_S seconds, e.g.
-`delays_train synth/learned_delay/s0 epoch 3/12: 40%, 10/25 batches, 1.9 batch/s, ETA 8 s, loss 0.812 acc 71.5`.
+`delays_train synth/learned_delay/s0 epoch 3/12: 40%, 10/25 batches, 1.9 batch/s, ETA 8 s,
+loss 0.812 acc 71.5`.
 The stage's log file (pipeline/run/logs.py) gets those lines in either mode.
 """
+
 from __future__ import annotations
 
 import sys
@@ -33,7 +35,9 @@ class Progress:
 
     def __enter__(self) -> "Progress":
         if self.live:
-            self._bar = tqdm(total=self.total, initial=self.count, desc=self.desc, leave=False, dynamic_ncols=True)
+            self._bar = tqdm(
+                total=self.total, initial=self.count, desc=self.desc, leave=False, dynamic_ncols=True
+            )
         return self
 
     def step(self, postfix: Callable[[], str] | None = None) -> None:
@@ -58,7 +62,10 @@ class Progress:
     def _line(self, now: float, postfix: str) -> str:
         done = self.count - self._initial
         rate = done / max(now - self._start, 1e-9)
-        parts = [f"{self.count}/{self.total} batches" if self.total else f"{self.count} batches", f"{rate:.2g} batch/s"]
+        parts = [
+            f"{self.count}/{self.total} batches" if self.total else f"{self.count} batches",
+            f"{rate:.2g} batch/s",
+        ]
         if self.total:
             parts.insert(0, f"{100 * self.count / self.total:.0f}%")
             parts.append(f"ETA {(self.total - self.count) / max(rate, 1e-9):.0f} s")

@@ -13,6 +13,7 @@ resolved config, the size and mtime of its input files and the source of the
 `pipeline` package. Anything else (new params, new data, new code) starts
 fresh. The state is deleted once the stage has written its outputs.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -45,7 +46,8 @@ def state_path(output: str | os.PathLike) -> Path:
 
 def _input_stats(inputs: Iterable[str | os.PathLike]) -> list[list[Any]]:
     """Size and mtime of the input files: an input folder's files and those of its sub-folders (a prepared
-    store's splits), not deeper: a dataset root may hold millions of files, and stages write new files on change."""
+    store's splits), not deeper: a dataset root may hold millions of files, and stages write new files on
+    change."""
     stats = []
     for inp in inputs:
         p = Path(inp)
@@ -69,8 +71,11 @@ def _code_digest() -> str:
 
 def fingerprint(config: dict[str, Any], inputs: Iterable[str | os.PathLike], world_size: int = 1) -> str:
     """Digest of everything a resumed run must share with the killed one."""
-    blob = json.dumps({"config": config, "inputs": _input_stats(inputs), "world_size": world_size,
-                       "code": _code_digest()}, sort_keys=True, default=str)
+    blob = json.dumps(
+        {"config": config, "inputs": _input_stats(inputs), "world_size": world_size, "code": _code_digest()},
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -98,7 +103,9 @@ def set_rng_state(state: dict[str, Any], generator: torch.Generator | None) -> N
 class ResumeState:
     """Load/save/clear one stage's resume state; a no-op on non-main ranks' writes."""
 
-    def __init__(self, output: str | os.PathLike, digest: str, enabled: bool = True, is_main: bool = True) -> None:
+    def __init__(
+        self, output: str | os.PathLike, digest: str, enabled: bool = True, is_main: bool = True
+    ) -> None:
         self.path, self.digest, self.enabled, self.is_main = state_path(output), digest, enabled, is_main
 
     def load(self) -> dict[str, Any] | None:
@@ -113,8 +120,11 @@ class ResumeState:
         if not isinstance(state, dict) or state.get("fingerprint") != self.digest:
             print(f"resume: {self.path} belongs to other params, data or code; starting fresh")
             return None
-        where = (f"epoch {state['epoch'] + 1} at batch {state['batch'] + 1}" if "batch" in state
-                 else f"after epoch {state['epoch']}")
+        where = (
+            f"epoch {state['epoch'] + 1} at batch {state['batch'] + 1}"
+            if "batch" in state
+            else f"after epoch {state['epoch']}"
+        )
         print(f"resume: continuing {where} from {self.path}")
         return state
 
@@ -127,14 +137,24 @@ class ResumeState:
             self.path.unlink(missing_ok=True)
 
 
-def check_finite(loss: torch.Tensor, epoch: int, batch: int, resumer: ResumeState, last_good: int,
-                 d: Dist, device: torch.device) -> None:
-    """Stop a training stage on a NaN/inf loss on any rank (epoch and batch 1-based), naming the last good state."""
+def check_finite(
+    loss: torch.Tensor,
+    epoch: int,
+    batch: int,
+    resumer: ResumeState,
+    last_good: int,
+    d: Dist,
+    device: torch.device,
+) -> None:
+    """Stop a training stage on a NaN/inf loss on any rank (epoch and batch 1-based), naming the last good
+    state."""
     if any_rank(not bool(torch.isfinite(loss)), d, device):
         raise _non_finite_error(float(loss.detach()), epoch, batch, resumer, last_good)
 
 
-def _non_finite_error(loss: float, epoch: int, batch: int, resumer: ResumeState, last_good: int) -> FloatingPointError:
+def _non_finite_error(
+    loss: float, epoch: int, batch: int, resumer: ResumeState, last_good: int
+) -> FloatingPointError:
     if not last_good:
         where = "no epoch had completed, so there is no checkpoint to keep"
     elif resumer.enabled:

@@ -1,4 +1,5 @@
 """Device choice and seeding shared by every training stage."""
+
 from __future__ import annotations
 
 import os

@@ -5,6 +5,7 @@ Each training stage owns one DVCLive directory (git-tracked, small):
 (per-epoch curves, declared as DVC plots) and `config.json` (the resolved
 configuration the run used, so a result can always be traced to its settings).
 """
+
 from __future__ import annotations
 
 import time
@@ -57,7 +58,11 @@ class EpochLog:
         if self._t0 is not None:
             self.elapsed_s += time.perf_counter() - self._t0
             self._t0 = None
-        row = {"epoch": epoch, "elapsed_s": round(self.elapsed_s, 3), **{k: float(v) for k, v in metrics.items()}}
+        row = {
+            "epoch": epoch,
+            "elapsed_s": round(self.elapsed_s, 3),
+            **{k: float(v) for k, v in metrics.items()},
+        }
         for key, value in row.items():
             if key != "epoch":
                 self.live.log_metric(key, value)
