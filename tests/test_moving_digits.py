@@ -1,4 +1,5 @@
 """The embedded ES-UCF101 stand-in (moving digits), its conversion to ES-UCF101 and the RGB frame loader."""
+
 import re
 from pathlib import Path
 
@@ -18,7 +19,9 @@ CLASSES = ["MoveEast", "MoveNorth", "MoveSouth", "MoveWest"]
 
 
 def _write(out: Path, seed: int = 0) -> dict:
-    return write_moving_digits(out, n_classes=4, clips_per_class_train=6, clips_per_class_val=3, seed=seed, **SIZE)
+    return write_moving_digits(
+        out, n_classes=4, clips_per_class_train=6, clips_per_class_val=3, seed=seed, **SIZE
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +60,10 @@ def test_classes_counts_and_colour_frames(standin):
 
 def test_train_and_val_groups_are_disjoint(standin):
     out, _ = standin
-    groups = {split: {re.match(r"^v_(.+)_g(\d+)_c\d+$", d.name).groups() for d in (out / split).iterdir()}
-              for split in ("train", "val")}
+    groups = {
+        split: {re.match(r"^v_(.+)_g(\d+)_c\d+$", d.name).groups() for d in (out / split).iterdir()}
+        for split in ("train", "val")
+    }
     assert groups["train"] and groups["val"] and not groups["train"] & groups["val"]
 
 
@@ -66,7 +71,7 @@ def _motion_of(video: Path) -> np.ndarray:
     """Direction (row, col) in which the centroid of strong frame differences moves over the clip."""
     grey = to_grey(np.stack([np.asarray(Image.open(f)) for f in sorted(video.iterdir())]))
     diff = np.abs(grey[1:] - grey[:-1]) > 0.15  # digit edges; the sensor noise stays far below
-    rows, cols = np.mgrid[:grey.shape[1], :grey.shape[2]]
+    rows, cols = np.mgrid[: grey.shape[1], : grey.shape[2]]
     centroids = np.array([[rows[d].mean(), cols[d].mean()] for d in diff if d.any()])
     return centroids[-1] - centroids[0]
 
