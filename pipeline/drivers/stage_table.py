@@ -249,7 +249,7 @@ STAGES: list[Stage] = [
         "motion_embedded",
         "pipeline.pretrain.data_stages:motion_embedded",
         MotionConfig,
-        "Moving-digit clips as UCF101-style RGB frame folders; the class is the direction of motion.",
+        "Moving-digit clips as UCF101-style RGB frame folders; the class is the digit and its direction.",
         outputs={"out": Out("data/raw/motion_frames", dir=True)},
     ),
     Stage(

@@ -112,7 +112,7 @@ class EsConvertParams:
 
 @dataclass(frozen=True)
 class MotionParams:
-    """Generator of the embedded ES-UCF101 stand-in: digits moving in a class-specific direction."""
+    """Generator of the embedded ES-UCF101 stand-in: digits moving north-east or south-west."""
 
     seed: int
     n_classes: int

@@ -37,7 +37,7 @@ def es_imagenet_convert(cfg: EsConvertConfig, *, images: Path, out: Path) -> Non
 
 
 def motion_embedded(cfg: MotionConfig, *, out: Path) -> None:
-    """Write moving-digit clips as UCF101-style RGB frame folders: the class is the direction of motion."""
+    """Write moving-digit clips as UCF101-style RGB frame folders: class = digit and direction."""
     from pipeline.data.moving_digits import write_moving_digits
 
     m = cfg.motion
@@ -54,7 +54,7 @@ def motion_embedded(cfg: MotionConfig, *, out: Path) -> None:
         )
         write_json(tmp / "clips.json", report)
     print(
-        f"wrote {report['train']} train / {report['val']} val clips of {len(report['classes'])} motions "
+        f"wrote {report['train']} train / {report['val']} val clips of {len(report['classes'])} actions "
         f"to {out}"
     )
 
