@@ -248,7 +248,7 @@ def job_prepare(impl: str, fmt: str, root: str, out: str) -> dict[str, Any]:
         if impl == "legacy":
             legacy_prepare.prepare(cfg, fmt, Path(out))
         else:
-            prepare(DelaysPrepareConfig(data=cfg), dataset=fmt, out=Path(out))
+            prepare(DelaysPrepareConfig(data=cfg, max_skipped_fraction=0.0), dataset=fmt, out=Path(out))
     wall, cpu = time.perf_counter() - wall, _cpu_s() - cpu
     own_peak = _status_kb("VmHWM") * 1024
     return {

@@ -103,7 +103,7 @@ def test_streaming_shd_with_holdout_equals_the_whole_file_prepare(shd_root, tmp_
     monkeypatch.setattr(
         shd, "READ_SAMPLES", 4
     )  # many reads, hold-out samples on both sides of their boundaries
-    prepare(DelaysPrepareConfig(data=cfg), dataset="shd", out=tmp_path / "new")
+    prepare(DelaysPrepareConfig(data=cfg, max_skipped_fraction=0.0), dataset="shd", out=tmp_path / "new")
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["test", "train", "valid"]
     for split in SPLITS:
         assert_same_split(prepared.load_split(tmp_path / "new" / split), old[split])
@@ -118,7 +118,7 @@ def test_streaming_ssc_equals_the_whole_file_prepare(tmp_path, monkeypatch):
     cfg = data_cfg("ssc", root, pool=1, time_step_ms=4.0)
     old = legacy_prepare.prepare(cfg, "ssc", tmp_path / "old")
     monkeypatch.setattr(shd, "READ_SAMPLES", 3)
-    prepare(DelaysPrepareConfig(data=cfg), dataset="ssc", out=tmp_path / "new")
+    prepare(DelaysPrepareConfig(data=cfg, max_skipped_fraction=0.0), dataset="ssc", out=tmp_path / "new")
     for split in SPLITS:
         assert_same_split(prepared.load_split(tmp_path / "new" / split), old[split])
 
@@ -126,7 +126,11 @@ def test_streaming_ssc_equals_the_whole_file_prepare(tmp_path, monkeypatch):
 def test_prepare_is_byte_reproducible(shd_root, tmp_path):
     outputs = []
     for name in ("a", "b"):
-        prepare(DelaysPrepareConfig(data=data_cfg("shd", shd_root)), dataset="shd", out=tmp_path / name)
+        prepare(
+            DelaysPrepareConfig(data=data_cfg("shd", shd_root), max_skipped_fraction=0.0),
+            dataset="shd",
+            out=tmp_path / name,
+        )
         outputs.append(store_bytes(tmp_path / name))
     assert outputs[0] == outputs[1] and len(outputs[0]) == 3 * 5
 
@@ -146,7 +150,11 @@ def test_gsc_streams_in_parallel_and_the_worker_count_does_not_change_the_bytes(
     outputs = {}
     for workers in (1, 2):
         monkeypatch.setattr(gsc.os, "sched_getaffinity", lambda pid, n=workers: set(range(n)))
-        prepare(DelaysPrepareConfig(data=cfg), dataset="gsc", out=tmp_path / f"w{workers}")
+        prepare(
+            DelaysPrepareConfig(data=cfg, max_skipped_fraction=0.0),
+            dataset="gsc",
+            out=tmp_path / f"w{workers}",
+        )
         outputs[workers] = store_bytes(tmp_path / f"w{workers}")
     assert outputs[1] == outputs[2]
     for split in SPLITS:
@@ -160,7 +168,9 @@ def test_a_bad_wav_in_a_worker_is_named_and_nothing_is_written(tmp_path):
     (tmp_path / "gsc" / splits["test"][1]).write_bytes(b"RIFF not really")
     with pytest.raises(ValueError, match=r"up/00000001_nohash_0.wav: not a readable wav file"):
         prepare(
-            DelaysPrepareConfig(data=data_cfg("gsc", tmp_path / "gsc")), dataset="gsc", out=tmp_path / "out"
+            DelaysPrepareConfig(data=data_cfg("gsc", tmp_path / "gsc"), max_skipped_fraction=0.0),
+            dataset="gsc",
+            out=tmp_path / "out",
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gsc"]
 
@@ -173,7 +183,11 @@ def test_empty_split_is_reported_before_any_work(tmp_path):
     with pytest.raises(
         ValueError, match=r"the valid split of dataset 'ssc' is empty \(ssc_valid.h5 holds no samples\)"
     ):
-        prepare(DelaysPrepareConfig(data=data_cfg("ssc", root)), dataset="ssc", out=tmp_path / "out")
+        prepare(
+            DelaysPrepareConfig(data=data_cfg("ssc", root), max_skipped_fraction=0.0),
+            dataset="ssc",
+            out=tmp_path / "out",
+        )
     assert not (tmp_path / "out").exists()
 
 
@@ -188,7 +202,11 @@ def test_old_format_and_damaged_stores_give_one_line_errors(shd_root, tmp_path):
         assert "\n" not in str(err.value)
     with pytest.raises(store.StoreError, match=r"nothing: no prepared split store here"):
         prepared.load_split(tmp_path / "nothing")
-    prepare(DelaysPrepareConfig(data=data_cfg("shd", shd_root)), dataset="shd", out=tmp_path / "new")
+    prepare(
+        DelaysPrepareConfig(data=data_cfg("shd", shd_root), max_skipped_fraction=0.0),
+        dataset="shd",
+        out=tmp_path / "new",
+    )
     meta = tmp_path / "new" / "test" / "meta.json"
     meta.write_text(meta.read_text().replace('"format_version": 2', '"format_version": 3'))
     with pytest.raises(
@@ -208,7 +226,11 @@ def test_old_format_and_damaged_stores_give_one_line_errors(shd_root, tmp_path):
 def test_store_files_get_the_users_umask(shd_root, tmp_path, umask):
     old = os.umask(umask)
     try:
-        prepare(DelaysPrepareConfig(data=data_cfg("shd", shd_root)), dataset="shd", out=tmp_path / "out")
+        prepare(
+            DelaysPrepareConfig(data=data_cfg("shd", shd_root), max_skipped_fraction=0.0),
+            dataset="shd",
+            out=tmp_path / "out",
+        )
     finally:
         os.umask(old)
     for path in (tmp_path / "out").rglob("*"):

@@ -3,16 +3,16 @@
 Snakemake resolves the parameters (params.yaml, then `--configfile` presets,
 then `--config` values, each merged over the previous), so the stages must
 compute with exactly that merged config: `checked_config()` validates it once and
-writes it to a snapshot named by its content (`snapshot_path`); every rule's
-command passes that file with `--params`. A snapshot is never rewritten, so a
-command copied from a log runs again as it ran. Each rule also lists the values of the keys its stage reads as
+writes it to RESOLVED_PARAMS, which every rule's command passes with `--params`
+(one path: a path that changed with the values would change every command, and
+Snakemake would rerun every job). A copy named by the content's hash is written
+beside it and never rewritten; each job's log names it in the command to rerun
+the job exactly (pipeline/run/logs.py). Each rule also lists the values of the keys its stage reads as
 `params:`, so Snakemake reruns exactly the jobs whose values changed.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,20 +39,8 @@ from pipeline.drivers.stage_spec import (
 
 # The schema's `name` pattern, unanchored (Snakemake anchors wildcard constraints itself).
 NAME_PATTERN = load_schema()["$defs"]["name"]["pattern"].strip("^$")
-SNAPSHOTS = Path(".snakemake/pipeline")
-
-
-def snapshot_path(config: Mapping[str, Any]) -> Path:
-    """Where the resolved parameters of this config are written: named by a hash of their values (key order
-    aside: Snakemake's config keeps its own order of the keys the presets set)."""
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
-    return SNAPSHOTS / f"params-{digest[:16]}.yaml"
-
-
-def snakemake_options(config: Mapping[str, Any]) -> str:
-    """What Snakemake's commands add to DVC's: the resolved parameters, and plain progress lines (several jobs
-    share the console)."""
-    return f"--params {snapshot_path(config)} --progress lines"
+RESOLVED_PARAMS = Path(".snakemake/pipeline/params.yaml")
+SNAKEMAKE_OPTIONS = f"--params {RESOLVED_PARAMS} --progress lines"  # the only difference from DVC's commands
 
 
 def fail(message: str) -> None:
@@ -65,7 +53,7 @@ def checked_config(
     cli_config: Mapping[str, Any], presets: Sequence[str] = (), params_file: str = "params.yaml"
 ) -> dict[str, Any]:
     """params.yaml with the command line's config (presets, --config) merged over it, fully checked
-    (schema, names, the data roots the runs use) and written to its snapshot for the stages.
+    (schema, names, the data roots the runs use) and written to RESOLVED_PARAMS for the stages.
     `presets`: the --configfile files, repeated in the fetch command a missing root's message gives."""
     try:
         # Snakemake read the presets as YAML 1.1 and --config mappings as strings: numbers become numbers
@@ -76,11 +64,14 @@ def checked_config(
     problems = run_problems(merged, source=source, presets=[_relative(p) for p in presets], needed_only=True)
     if problems:
         fail("\n".join(f"error: {p}" for p in problems))
-    text, snapshot = dump_yaml(merged), snapshot_path(merged)
-    if not snapshot.is_file() or snapshot.read_text() != text:  # jobs on other nodes re-read it
-        from pipeline.io import write_text
+    text = dump_yaml(merged)
+    from pipeline.io import write_text
+    from pipeline.run.logs import snapshot_of
 
-        write_text(snapshot, text)
+    if not snapshot_of(RESOLVED_PARAMS, text).is_file():  # never rewritten: logs name it
+        write_text(snapshot_of(RESOLVED_PARAMS, text), text)
+    if not RESOLVED_PARAMS.is_file() or RESOLVED_PARAMS.read_text() != text:  # jobs on other nodes re-read it
+        write_text(RESOLVED_PARAMS, text)
     return merged
 
 
@@ -165,8 +156,9 @@ def rule_spec(
         }[kind]
 
     # Several jobs share the console: plain progress lines, not live bars.
-    options = snakemake_options(config)
-    spec.shell = command(st, render).replace("python -m pipeline ", f"python -m pipeline {options} ", 1)
+    spec.shell = command(st, render).replace(
+        "python -m pipeline ", f"python -m pipeline {SNAKEMAKE_OPTIONS} ", 1
+    )
     return spec
 
 

@@ -10,6 +10,7 @@ itself, never). Progress lines meant for the log alone go through `note`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import shlex
 import socket
 import sys
@@ -58,6 +59,24 @@ def note(line: str) -> None:
         _log.flush()
 
 
+def snapshot_of(params_file: Path, text: str) -> Path:
+    """The never-rewritten copy of a resolved parameter file (Snakemake's), named by its content's hash."""
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return params_file.with_name(f"{params_file.stem}-{digest}{params_file.suffix}")
+
+
+def _rerunnable(argv: list[str]) -> list[str]:
+    """argv with a `--params` file replaced by its never-rewritten copy where one exists, so the command the
+    log shows reruns the job with the parameters it ran with, whatever Snakemake resolved since."""
+    out = list(argv)
+    for i, arg in enumerate(out[:-1]):
+        if arg == "--params" and Path(out[i + 1]).is_file():
+            copy = snapshot_of(Path(out[i + 1]), Path(out[i + 1]).read_text())
+            if copy.is_file():
+                out[i + 1] = str(copy)
+    return out
+
+
 @contextlib.contextmanager
 def logging_to(path: Path | None) -> Iterator[None]:
     """Copy stdout and stderr to `path` (created, replacing an older log) for the duration. The log opens with
@@ -71,7 +90,7 @@ def logging_to(path: Path | None) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as log:
         start = time.time()
-        command = shlex.join(["python", "-m", "pipeline", *sys.argv[1:]])
+        command = shlex.join(["python", "-m", "pipeline", *_rerunnable(sys.argv[1:])])
         log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} on {socket.gethostname()}: {command}\n")
         log.flush()
         out, err = sys.stdout, sys.stderr
