@@ -331,3 +331,17 @@ def test_dvc_reads_exponents_as_numbers_and_refuses_nan(tmp_path) -> None:
         "error: params.yaml: delays.recipe.lr_positions: nan is not a finite number"
         in proc.stdout + proc.stderr
     )
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "[1, 2]\n"])
+def test_an_empty_or_non_mapping_params_file_is_one_line(tmp_path, text: str) -> None:
+    """Under Snakemake (its start-up check) and under `python -m pipeline` (what DVC's check_params runs)."""
+    work = copy_project(tmp_path)
+    (work / "params.yaml").write_text(text)
+    for cmd in (
+        ["snakemake", "-n", "--cores", "1"],
+        ["python", "-m", "pipeline", "check_params", "--out", "ok"],
+    ):
+        proc = run(cmd, cwd=work, check=False)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error")]
+        assert proc.returncode == 2 and len(errors) == 1 and "params.yaml" in errors[0], proc.stderr

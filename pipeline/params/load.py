@@ -74,7 +74,9 @@ def read_yaml(path: str | Path, what: str = "parameter file") -> dict[str, Any]:
             data = load_yaml(f)
     except yaml.YAMLError as err:
         raise ParamsError(yaml_error_line(path, err)) from None
-    if data is None:
+    if data is None:  # an empty preset changes nothing; an empty parameter file lacks every key
+        if what == "parameter file":
+            raise ParamsError(f"{path}: the parameter file is empty; expected a mapping of parameters")
         return {}
     if not isinstance(data, dict):
         raise ParamsError(
