@@ -54,24 +54,6 @@ def test_fetching_only_shd_is_enough_to_run_shd(project: Path) -> None:
     assert "data/prepared/delays/shd" in plan.stdout and "data/prepared/delays/ssc" not in plan.stdout
 
 
-def test_a_command_copied_from_a_log_reruns_with_its_parameters(project: Path) -> None:
-    """Each job's log shows its command with a snapshot of its parameters that later Snakemake calls never
-    rewrite (the rules pass one path, so that a changed value reruns only the jobs that read it)."""
-    run(
-        ["snakemake", "--cores", "1", "--forcerun", "delays_synth", "data/raw/delays_synth"],
-        project,
-        timeout=300,
-    )
-    command = (project / "logs/delays_synth.log").read_text().splitlines()[0].split(": ", 1)[1]
-    snapshot = project / re.search(r"--params (\S+)", command).group(1)
-    assert snapshot.name.startswith("params-") and yaml.safe_load(snapshot.read_text())["max_epochs"] == 0
-    text = snapshot.read_text()
-    run(["snakemake", "-n", "--cores", "1", "--config", "max_epochs=1"], project, timeout=300)
-    assert snapshot.read_text() == text  # another parameter set got its own file
-    rerun = run(["bash", "-c", command], project, timeout=300)
-    assert "wrote" in rerun.stdout
-
-
 def test_the_readmes_config_commands_as_typed(project: Path) -> None:
     """Every `python -m pipeline config` line of the README prints the job's resolved config."""
     from tests.conftest import REPO
