@@ -3,7 +3,6 @@ with a command that carries the preset defining it."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
