@@ -26,6 +26,8 @@ import yaml
 
 from benchmarks.common import REPO, compare, default_params, ratio, save
 from pipeline.models.delay_snn import DelaySNN, kernel_size, loss_fn, reset
+from pipeline.delays.train import optimizers
+from pipeline.params.configs import DelaysRecipe, LearnedDelays, build
 
 NAME = "delay_step"
 PRESET = REPO / "workflow" / "presets" / "paper-delays.yaml"
@@ -60,17 +62,12 @@ def make_inputs(
 
 
 def training_step(
-    model: DelaySNN, recipe: dict[str, Any], x: torch.Tensor, y: torch.Tensor
+    model: DelaySNN, params: dict[str, Any], x: torch.Tensor, y: torch.Tensor
 ) -> Callable[[], torch.Tensor]:
-    """A closure running one step of train.fit's inner loop on (x, y) with its own optimisers."""
-    groups = model.param_groups()
-    opt_w = torch.optim.Adam(
-        [
-            {"params": groups["weights"], "lr": recipe["lr"], "weight_decay": recipe["weight_decay"]},
-            {"params": groups["bn"], "lr": recipe["lr"], "weight_decay": 0.0},
-        ]
-    )
-    opt_p = torch.optim.Adam(groups["positions"], lr=recipe["lr_positions"], weight_decay=0.0)
+    """A closure running one step of train.fit's inner loop on (x, y) with the stage's own optimisers."""
+    recipe = build(DelaysRecipe, params["delays"]["recipe"], "delays.recipe")
+    positions = build(LearnedDelays, params["delays"]["variant_recipe"]["learned_delay"], "learned_delay")
+    opt_w, opt_p = optimizers(model, recipe, positions)
 
     def step() -> torch.Tensor:
         model.train()
@@ -137,8 +134,7 @@ def main(quick: bool = False, threads: int | None = None) -> dict[str, Any]:
     threads = threads or int(params["threads"]) or torch.get_num_threads()
     torch.set_num_threads(threads)  # as the stages run
     torch.set_flush_denormal(True)  # as train.fit does, for both candidates
-    recipe = params["delays"]["recipe"]
-    sigma_final = float(recipe["sigma_final"])
+    sigma_final = float(params["delays"]["variant_recipe"]["learned_delay"]["sigma_final"])
     base = paper_model()
     kernel = base.kernel
     x, y = make_inputs(base.config["n_in"])
@@ -160,7 +156,7 @@ def main(quick: bool = False, threads: int | None = None) -> dict[str, Any]:
         steps = {}
         for name, m in models.items():
             m.set_sigma(sigma)
-            steps[name] = training_step(m, recipe, x, y)
+            steps[name] = training_step(m, params, x, y)
         secs = compare(steps, repeats=2 if quick else 4)
         r = ratio(secs["straightforward"], secs["ours"])
         result["sigmas"][f"{sigma:g}"] = {
@@ -192,7 +188,7 @@ def profile(sigma: float) -> None:
     for name, fast in (("straightforward", False), ("ours", True)):
         m = copy.deepcopy(base)
         m.set_fast_paths(fast)
-        step = training_step(m, params["delays"]["recipe"], x, y)
+        step = training_step(m, params, x, y)
         step()
         with torch_profile() as prof:
             step()
@@ -211,7 +207,7 @@ if __name__ == "__main__":
     if args.profile:
         for s in (
             float(paper_model().kernel // 2),
-            float(default_params()["delays"]["recipe"]["sigma_final"]),
+            float(default_params()["delays"]["variant_recipe"]["learned_delay"]["sigma_final"]),
         ):
             profile(s)
     else:

@@ -2,10 +2,9 @@
 `make run` (Snakemake, then its outputs recorded in DVC's cache), the README's commit step, `dvc exp run
 --queue -S ...` twice, `dvc queue start -j 2`, `dvc queue status`, `dvc exp show`.
 
-Each queued experiment must rerun only the jobs that declare the swept key: paper B's training and
-evaluation and the report (and DVC's own parameter check), never the data stages or paper A, because
-`make run` left DVC's cache complete. `delays.recipe` is one block that every variant's training declares
-(DVC gives every job of a matrix stage the same parameter list), so the no-delay runs rerun too.
+Each queued experiment must rerun only the jobs that declare the swept key: the learned-delay runs'
+training and evaluation and the report (and DVC's own parameter check), never the data stages, the other
+variants or paper A, because `make run` left DVC's cache complete.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from tests.test_pipeline_e2e import tiny
 
 pytestmark = pytest.mark.e2e
 
-SWEEP = {"lrpos-005": 0.05, "lrpos-02": 0.2}  # experiment name -> delays.recipe.lr_positions
+SWEEP = {"lrpos-005": 0.05, "lrpos-02": 0.2}  # name -> delays.variant_recipe.learned_delay.lr_positions
 EVAL = "results/delays/eval/synth/learned_delay/s0.json"
 QUEUE_TIMEOUT_S = 600
 
@@ -137,10 +136,11 @@ def test_queued_sweep_runs_two_experiments_side_by_side(tmp_path: Path) -> None:
         )
         for name in SWEEP:  # each experiment reran what the key touches, nothing else
             logs = run(["dvc", "queue", "logs", name], cwd=work).stdout
-            assert set(re.findall(r"Running stage '([^']+)'", logs)) == {"check_params", "report"} | {
-                f"delays_{s}@synth-{v}-0"
-                for s in ("train", "evaluate")
-                for v in ("no_delay", "learned_delay")
+            assert set(re.findall(r"Running stage '([^']+)'", logs)) == {
+                "check_params",
+                "report",
+                "delays_train@synth-learned_delay-0",
+                "delays_evaluate@synth-learned_delay-0",
             }, logs[-4000:]
     finally:
         run(["dvc", "queue", "stop", "--kill"], cwd=work, check=False)
@@ -161,7 +161,8 @@ def test_queued_sweep_runs_two_experiments_side_by_side(tmp_path: Path) -> None:
     assert set(exps) == set(SWEEP)
     results = {}
     for name, exp in exps.items():
-        assert exp["data"]["params"]["params.yaml"]["data"]["delays"]["recipe"]["lr_positions"] == SWEEP[name]
+        delays = exp["data"]["params"]["params.yaml"]["data"]["delays"]
+        assert delays["variant_recipe"]["learned_delay"]["lr_positions"] == SWEEP[name]
         # the evaluation JSON as the experiment committed it (only results/metrics.json is a DVC metrics file)
         results[name] = json.loads(run(["git", "show", f"{exp['rev']}:{EVAL}"], cwd=work).stdout)
         assert {"test_acc", "test_loss", "valid_acc", "best_test_acc"} <= set(results[name])

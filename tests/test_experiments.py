@@ -9,7 +9,10 @@ def _state(rev: str, name: str | None, lr_positions: float, acc: float | None) -
     params = {
         "params.yaml": {
             "data": {
-                "delays": {"recipe": {"lr_positions": lr_positions, "lr": 0.001}},
+                "delays": {
+                    "recipe": {"lr": 0.001},
+                    "variant_recipe": {"learned_delay": {"lr_positions": lr_positions}},
+                },
                 "pretrain": {"seed": 0},
             }
         }
@@ -56,7 +59,7 @@ def _show() -> list[dict]:
 def test_one_row_per_experiment_with_its_changes_and_headline_metrics() -> None:
     table = list(rows(_show()))
     assert [r["name"] for r in table] == ["workspace", "main", "lrpos-005", "lrpos-02"]
-    assert table[2]["changed"] == "delays.recipe.lr_positions=0.05"
+    assert table[2]["changed"] == "delays.variant_recipe.learned_delay.lr_positions=0.05"
     assert dict(table[2]["metrics"]) == {"B synth %": 95.1, "A pipeD %": 69.64, "A pipeD ratio": 0.76}
     assert table[3]["state"] == "running" and table[3]["metrics"] == []
 

@@ -114,8 +114,8 @@ DELAYS_CHANGES = {
     f"{SET}.batch_size": 12,
     "delays.recipe.lr": 2e-3,
     "delays.recipe.weight_decay": 1e-2,
-    "delays.recipe.lr_positions": 0.05,
-    "delays.recipe.sigma_final": 0.5,
+    "delays.variant_recipe.learned_delay.lr_positions": 0.05,
+    "delays.variant_recipe.learned_delay.sigma_final": 0.5,
     "delays.recipe.eval_batch_size": 5,  # the valid loss is summed over other batches
     "max_epochs": 1,
     **RUNTIME_CHANGES,

@@ -23,6 +23,8 @@ from pipeline.params.load import (
 from pipeline.params.resolve import deep_merge
 from tests.conftest import REPO, copy_project, run
 
+LEARNED = "delays.variant_recipe.learned_delay"  # the block only learned-delay runs read
+
 
 def test_default_params_are_valid() -> None:
     load_params(REPO / "params.yaml")
@@ -226,8 +228,8 @@ def test_exponent_numbers_are_numbers_and_strings_stay_strings() -> None:
     "mutate, expected",
     [
         (
-            lambda p: p["delays"]["recipe"].update(lr_positions=math.nan),
-            "params: delays.recipe.lr_positions: nan is not a finite number",
+            lambda p: p["delays"]["variant_recipe"]["learned_delay"].update(lr_positions=math.nan),
+            f"params: {LEARNED}.lr_positions: nan is not a finite number",
         ),
         (
             lambda p: p["delays"]["recipe"].update(lr=math.inf),
@@ -256,10 +258,10 @@ def test_nan_and_inf_are_refused_naming_the_key(params: dict, mutate, expected: 
 
 
 def _with_recipe_text(value: str) -> str:
-    """params.yaml with `delays.recipe.lr_positions` written as `value`, exactly as a user types it."""
+    """params.yaml with `LEARNED.lr_positions` written as `value`, exactly as a user types it."""
     text = (REPO / "params.yaml").read_text()
-    line = re.search(r"^    lr_positions: \S+", text, flags=re.MULTILINE)
-    return text[: line.start()] + f"    lr_positions: {value}" + text[line.end() :]
+    line = re.search(r"^      lr_positions: \S+", text, flags=re.MULTILINE)
+    return text[: line.start()] + f"      lr_positions: {value}" + text[line.end() :]
 
 
 def test_cli_reads_exponents_as_numbers_and_refuses_nan(tmp_path) -> None:
@@ -273,7 +275,7 @@ def test_cli_reads_exponents_as_numbers_and_refuses_nan(tmp_path) -> None:
     )
     assert proc.returncode == 2 and not out.exists()
     assert proc.stderr.splitlines() == [
-        f"error: {params}: delays.recipe.lr_positions: nan is not a finite number"
+        f"error: {params}: {LEARNED}.lr_positions: nan is not a finite number"
     ]
     text = (
         _with_recipe_text("5e-2").replace("n_train: 2000", "n_train: 40").replace("n_test: 500", "n_test: 10")
@@ -289,13 +291,14 @@ def test_snakemake_presets_and_config_give_numbers(tmp_path) -> None:
     """Snakemake reads --configfile presets as YAML 1.1 and --config mappings as strings: the stages get
     numbers."""
     work = copy_project(tmp_path)
-    (work / "nan.yaml").write_text("delays:\n  recipe:\n    lr_positions: .nan\n")
+    learned = "delays:\n  variant_recipe:\n    learned_delay:\n      lr_positions: "
+    (work / "nan.yaml").write_text(learned + ".nan\n")
     proc = run(["snakemake", "-n", "--cores", "1", "--configfile", "nan.yaml"], cwd=work, check=False)
     assert proc.returncode == 2
     assert [line for line in proc.stderr.splitlines() if line.startswith("error")] == [
-        "error: params.yaml + command-line config: delays.recipe.lr_positions: nan is not a finite number"
+        f"error: params.yaml + command-line config: {LEARNED}.lr_positions: nan is not a finite number"
     ]
-    (work / "exp.yaml").write_text("delays:\n  recipe:\n    lr_positions: 5e-2\n")
+    (work / "exp.yaml").write_text(learned + "5e-2\n")
     plan = run(
         [
             "snakemake",
@@ -306,12 +309,13 @@ def test_snakemake_presets_and_config_give_numbers(tmp_path) -> None:
             "--configfile",
             "exp.yaml",
             "--config",
-            "delays={recipe: {eval_batch_size: 64, sigma_final: 2.5e-1}}",
+            "delays={recipe: {eval_batch_size: 64}, variant_recipe: {learned_delay: {sigma_final: 2.5e-1}}}",
         ],
         cwd=work,
     ).stdout
     snapshot = work / re.search(r"--params (\S+)", plan).group(1)  # what the stages are given
-    resolved = load_yaml(snapshot.read_text())["delays"]["recipe"]
+    delays = load_yaml(snapshot.read_text())["delays"]
+    resolved = {**delays["recipe"], **delays["variant_recipe"]["learned_delay"]}
     assert (resolved["lr_positions"], resolved["eval_batch_size"], resolved["sigma_final"]) == (
         0.05,
         64,
@@ -328,7 +332,7 @@ def test_dvc_reads_exponents_as_numbers_and_refuses_nan(tmp_path) -> None:
     proc = run(["dvc", "repro", "check_params"], cwd=work, check=False)
     assert proc.returncode != 0
     assert (
-        "error: params.yaml: delays.recipe.lr_positions: nan is not a finite number"
+        f"error: params.yaml: {LEARNED}.lr_positions: nan is not a finite number"
         in proc.stdout + proc.stderr
     )
 

@@ -196,7 +196,10 @@ def delays_cells(job: str, cfgs: dict[str, dict[str, Any]], seeds: list[str]) ->
     from pipeline.delays.train import PEAK_LR_FACTOR
     from pipeline.models.delay_snn import kernel_size
 
-    net, r = cfgs[job]["net"], cfgs[job]["recipe"]
+    dataset, _, seed = job.split("@")[1].split("-")
+    # the delay positions' keys are the learned-delay job's (the other variants have none)
+    learned = cfgs[f"delays_train@{dataset}-learned_delay-{seed}"]["positions"]
+    net, r = cfgs[job]["net"], {**cfgs[job]["recipe"], **learned}
     data = cfgs[f"delays_prepare@{job.split('@')[1].split('-')[0]}"]["data"]
     k = kernel_size(net["max_delay_ms"], data["time_step_ms"])
     hidden = (

@@ -174,7 +174,7 @@ def test_state_from_other_params_is_not_resumed(delays_project: Path) -> None:
     work = delays_project
     assert _train_delays(work, "d", kill_after=4).returncode == -signal.SIGKILL
     p = yaml.safe_load((work / "params.yaml").read_text())
-    p["delays"]["recipe"]["lr_positions"] *= 2
+    p["delays"]["variant_recipe"]["learned_delay"]["lr_positions"] *= 2
     (work / "other.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     proc = _train_delays(work, "d", params="other.yaml")
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import torch
 
 from pipeline.run import distributed
-from pipeline.params.configs import DelaysNet, capped_epochs, to_dict
+from pipeline.params.configs import DelaysNet, DelaysRecipe, LearnedDelays, capped_epochs, to_dict
 from pipeline.data.prepared import Split, iterate_batches
 from pipeline.data.sampling import Dist, ShardedBatchSampler
 from pipeline.run.distributed import all_sum
@@ -76,6 +76,25 @@ PEAK_LR_FACTOR = 5
 PREFETCH_DEPTH = 3  # training batches assembled ahead: enough to hide an uneven batch, little memory
 
 
+def optimizers(
+    model: DelaySNN, recipe: DelaysRecipe, positions: LearnedDelays | None
+) -> tuple[torch.optim.Adam, torch.optim.Adam | None]:
+    """The reference's two Adams: weights and BN (weight decay on weights only), and delay positions
+    (learned delays only)."""
+    groups = model.param_groups()
+    opt_w = torch.optim.Adam(
+        [
+            {"params": groups["weights"], "lr": recipe.lr, "weight_decay": recipe.weight_decay},
+            {"params": groups["bn"], "lr": recipe.lr, "weight_decay": 0.0},
+        ]
+    )
+    if not groups["positions"]:
+        return opt_w, None
+    if positions is None:
+        raise ValueError("learned delays need delays.variant_recipe.learned_delay")
+    return opt_w, torch.optim.Adam(groups["positions"], lr=positions.lr_positions, weight_decay=0.0)
+
+
 class _Batches:
     """One epoch of prefetched training batches, sized for the progress bar."""
 
@@ -130,29 +149,27 @@ class DelaysTask:
         self.model = build_model(
             splits["train"].n_channels, n_classes, variant, cfg.net, self.time_step_ms
         ).to(device)
-        self.model.set_sigma(self.sigma(1))
+        if cfg.positions:
+            self.model.set_sigma(self.sigma(1))
         self.init_state = copy.deepcopy(self.model.state_dict())
         self.net = distributed.wrap(self.model, d, device)
         self.precision = Precision(cfg.runtime.amp, device)
-        groups, recipe = self.model.param_groups(), cfg.recipe
-        self.opt_w = torch.optim.Adam(
-            [
-                {"params": groups["weights"], "lr": recipe.lr, "weight_decay": recipe.weight_decay},
-                {"params": groups["bn"], "lr": recipe.lr, "weight_decay": 0.0},
-            ]
-        )
+        self.opt_w, self.opt_p = optimizers(self.model, cfg.recipe, cfg.positions)
         self.sched_w = torch.optim.lr_scheduler.OneCycleLR(
-            self.opt_w, max_lr=PEAK_LR_FACTOR * recipe.lr, total_steps=epochs
+            self.opt_w, max_lr=PEAK_LR_FACTOR * cfg.recipe.lr, total_steps=epochs
         )
-        self.opt_p = self.sched_p = None
-        if groups["positions"]:
-            self.opt_p = torch.optim.Adam(groups["positions"], lr=recipe.lr_positions, weight_decay=0.0)
+        self.sched_p = None
+        if self.opt_p:
             self.sched_p = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt_p, T_max=epochs, eta_min=0.0)
         self.n_params = count_trainable(self.model)
         self._init_saved = False
 
     def sigma(self, epoch: int) -> float:
-        return sigma_at(epoch - 1, self.epochs, self.model.kernel, self.cfg.recipe.sigma_final)
+        """SIG of the Gaussian kernels in 1-based `epoch`; 0 for variants without learned positions (their
+        kernels are integer: fixed delays use a one-hot tap, no delays no kernel)."""
+        if self.cfg.positions is None:
+            return 0.0
+        return sigma_at(epoch - 1, self.epochs, self.model.kernel, self.cfg.positions.sigma_final)
 
     @property
     def optimizers(self) -> list[torch.optim.Optimizer]:
@@ -160,7 +177,8 @@ class DelaysTask:
 
     def begin_epoch(self, epoch: int) -> dict[str, float]:
         sigma = self.sigma(epoch)
-        self.model.set_sigma(sigma)
+        if self.cfg.positions:
+            self.model.set_sigma(sigma)
         self.net.train()
         return {
             "lr": self.opt_w.param_groups[0]["lr"],
@@ -267,6 +285,7 @@ def fit_delays(
         "device": str(device),
         "net": to_dict(cfg.net),
         "recipe": to_dict(cfg.recipe),
+        "positions": to_dict(cfg.positions),
         "epochs": epochs,
         "time_step_ms": task.time_step_ms,
         "kernel": task.model.kernel,

@@ -37,6 +37,7 @@ from pipeline.params.configs import (
     DigitsParams,
     EsConvertParams,
     FinetuneRecipe,
+    LearnedDelays,
     ModelParams,
     MotionParams,
     UcfConvertParams,
@@ -72,6 +73,8 @@ class DelaysPrepareConfig:
 class DelaysTrainConfig:
     net: DelaysNet = param("delays.sets.{dataset}.train")
     recipe: DelaysRecipe = param("delays.recipe")
+    # Per variant: editing a learned-delay key retrains only the learned-delay runs (None for the others).
+    positions: LearnedDelays | None = param("delays.variant_recipe.{variant}")
     runtime: Runtime = runtime()
     max_epochs: int = param("max_epochs")
     resume: bool = param("resume", rerun=False)

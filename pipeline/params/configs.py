@@ -83,13 +83,19 @@ class DelaysNet:
 
 @dataclass(frozen=True)
 class DelaysRecipe:
-    """Optimiser recipe shared by every set (the reference's)."""
+    """Optimiser recipe of weights and BN, shared by every set and variant (the reference's)."""
 
     lr: float  # OneCycleLR peaks at PEAK_LR_FACTOR x lr (pipeline/delays/train.py)
     weight_decay: float
+    eval_batch_size: int
+
+
+@dataclass(frozen=True)
+class LearnedDelays:
+    """What only learned-delay runs read: the positions' optimiser and the kernels' SIG schedule."""
+
     lr_positions: float
     sigma_final: float
-    eval_batch_size: int
 
 
 # ---- paper A: pretraining as a bridge -----------------------------------------

@@ -78,7 +78,8 @@ def rows(show: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 
 def _short_key(change: str) -> str:
-    """`delays.recipe.lr_positions=0.05` -> `lr_positions=0.05`: the last key names it well enough."""
+    """`delays.variant_recipe.learned_delay.lr_positions=0.05` -> `lr_positions=0.05`: the last key names
+    it well enough."""
     key, _, value = change.partition("=")
     return f"{key.rsplit('.', 1)[-1]}={value}"
 
