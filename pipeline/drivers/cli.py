@@ -5,7 +5,7 @@ input and output paths passed to it, constant options), typed by the stage
 function's annotations, and receives as its first argument a config instance
 holding exactly the parameter keys the table declares for it (resolved for the
 job's wildcards, per-run overrides merged in). Commands that are not pipeline
-stages (compare, apply_preset, fetch_data, dvc_yaml) take their options from
+stages (compare, apply_preset, fetch_data, dvc_yaml, schema...) take their options from
 their signatures. Modules are imported only when their stage runs, so `--help`
 stays fast.
 

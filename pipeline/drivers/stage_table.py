@@ -384,6 +384,8 @@ COMMANDS: dict[str, str] = {
     "fetch_data": "pipeline.data.fetch_command:fetch_data",
     "config": "pipeline.params.show:config",
     "dvc_yaml": "pipeline.drivers.dvc:write_dvc_yaml",
+    "schema": "pipeline.params.schema:write_schema",
+    "param_comments": "pipeline.params.schema:write_param_comments",
 }
 
 BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
