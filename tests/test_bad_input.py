@@ -387,7 +387,7 @@ CASES: dict[str, tuple[Change | None, list, str]] = {
     "train-unknown-variant": (
         None,
         train("{ws}/prep/shd4", variant="slow"),
-        r"unknown variant 'slow' \(allowed: no_delay",
+        r"delays.variant_recipe.slow is not defined \(delays.variant_recipe defines: no_delay, fixed_delay, ",
     ),
     "evaluate-unknown-variant": (None, evaluate("{ws}/prep/shd4", variant="slow"), r"unknown variant 'slow'"),
     "index-unknown-dataset": (

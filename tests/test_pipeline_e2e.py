@@ -234,6 +234,7 @@ def test_the_readmes_running_section_as_typed(project: Path) -> None:
             }
         elif command.startswith("snakemake --report"):
             assert (project / "results/report.html").stat().st_size > 100_000
+            assert "Missing metadata" not in text  # every output's provenance is known after the run
         elif command == "python -m pipeline experiments":
             assert "lr_positions=0.05" in text and max(map(len, text.splitlines())) <= 100, text
         elif command.startswith("dvc metrics diff"):
