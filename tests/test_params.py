@@ -332,8 +332,7 @@ def test_dvc_reads_exponents_as_numbers_and_refuses_nan(tmp_path) -> None:
     proc = run(["dvc", "repro", "check_params"], cwd=work, check=False)
     assert proc.returncode != 0
     assert (
-        f"error: params.yaml: {LEARNED}.lr_positions: nan is not a finite number"
-        in proc.stdout + proc.stderr
+        f"error: params.yaml: {LEARNED}.lr_positions: nan is not a finite number" in proc.stdout + proc.stderr
     )
 
 
