@@ -25,7 +25,7 @@ from torch.nn.utils.rnn import pad_sequence
 from benchmarks.common import compare, default_params, ratio, save, timings
 from pipeline.data import prepared, shd
 from pipeline.delays.data_stages import prepare
-from pipeline.params.resolve import build_config
+from pipeline.drivers.resolve import build_config
 from pipeline.drivers.stage_table import stage
 from pipeline.data.synth_shd import write_synth
 

@@ -43,7 +43,7 @@ def call_stage(name: str, params: dict, **args):
     """Run a pipeline stage in-process as the CLI would: its config built from `params` for the job's
     wildcards."""
     from pipeline.drivers.cli import import_target
-    from pipeline.params.resolve import build_config
+    from pipeline.drivers.resolve import build_config
     from pipeline.drivers.stage_table import stage
 
     st = stage(name)

@@ -20,7 +20,7 @@ from pipeline.params.load import (
     reference_problems,
     structure_problems,
 )
-from pipeline.params.resolve import deep_merge
+from pipeline.params.load import deep_merge
 from tests.conftest import REPO, copy_project, run
 
 LEARNED = "delays.variant_recipe.learned_delay"  # the block only learned-delay runs read

@@ -14,7 +14,7 @@ from pipeline.drivers.cli import import_target, stage_options
 from pipeline.drivers.codedeps import code_deps, import_closure
 from pipeline.drivers.dvc import render
 from pipeline.params.load import load_params
-from pipeline.params.resolve import build_config
+from pipeline.drivers.resolve import build_config
 from pipeline.drivers.stage_table import STAGES
 from pipeline.drivers.stage_spec import jobs
 from tests.conftest import REPO, copy_project, run
@@ -116,7 +116,7 @@ def test_a_stage_sees_only_its_declared_keys() -> None:
 
 def test_what_resolves_a_config_is_a_code_dependency_of_every_stage() -> None:
     """A change to how a job's config is resolved (merging, template expansion) reruns every stage."""
-    resolving = import_closure("pipeline.params.resolve")
+    resolving = import_closure("pipeline.drivers.resolve")
     assert "pipeline/drivers/stage_spec.py" in resolving
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     for name, entry in stages.items():

@@ -64,7 +64,7 @@ def fetch_data(dataset: str, *, params_path: Path = Path("params.yaml"),
     --mirror URL reads the files from URL/<file name>; --checksums FILE (md5sum/sha256sum output) replaces
     the pinned and published checksums; --timeout SECONDS bounds each connection attempt and read."""
     from pipeline.data.fetch import SOURCES, DatasetBusy, describe, fetch
-    from pipeline.params.resolve import deep_merge
+    from pipeline.params.load import deep_merge
 
     params = read_yaml(params_path)
     for path in preset:

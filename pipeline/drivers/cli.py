@@ -202,7 +202,7 @@ def _run_stage(
 ) -> int:
     from pipeline.params.load import load_params
     from pipeline.run.runtime import set_threads, under_torchrun
-    from pipeline.params.resolve import build_config
+    from pipeline.drivers.resolve import build_config
 
     params = load_params(params_path)
     cfg = build_config(st, params, {w: args[w] for w in st.wildcards})

@@ -6,7 +6,7 @@ keys its config class reads (`param`, Key). Path and key templates use `{w}`
 for a fan-out wildcard and `{w.field}` for a field of the params entry the
 wildcard names (`{pipe.target}` is pretrain.pipelines[pipe].target).
 
-Code every stage runs (pipeline/params/resolve.py expands a job's keys with
+Code every stage runs (pipeline/drivers/resolve.py expands a job's keys with
 it), so it is among every stage's code dependencies; the declarations
 themselves live in pipeline/drivers/stage_table.py.
 """

@@ -20,7 +20,7 @@ stage reaches that stage's command, inputs, outputs and params, which the
 drivers compare themselves. So it is not listed among any stage's code
 dependencies (editing one stage's entry must not rerun the others). How a
 job's parameter values are resolved into its config is code, and lives in
-pipeline/params/resolve.py, which every stage depends on.
+pipeline/drivers/resolve.py, which every stage depends on.
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ PARAMS_OK = "data/params.ok"
 STAGES: list[Stage] = [
     Stage(
         "check_params",
-        "pipeline.params.preflight:check_params",
+        "pipeline.drivers.preflight:check_params",
         CheckConfig,
         "Validate params.yaml (schema, names, data roots) before any stage runs; its output never changes.",
         inputs={
@@ -382,7 +382,7 @@ COMMANDS: dict[str, str] = {
     "experiments": "pipeline.report.experiments:experiments",
     "apply_preset": "pipeline.params.presets:apply_preset",
     "fetch_data": "pipeline.data.fetch_command:fetch_data",
-    "config": "pipeline.params.show:config",
+    "config": "pipeline.drivers.show:config",
     "dvc_yaml": "pipeline.drivers.dvc:write_dvc_yaml",
     "schema": "pipeline.params.schema:write_schema",
     "param_comments": "pipeline.params.schema:write_param_comments",

@@ -1,2 +1,3 @@
-"""Parameters: loading and checking params.yaml (load), typed views of its blocks (configs), a job's config
-(resolve), checks before a run (preflight) and presets written into params.yaml for DVC (presets)."""
+"""Parameters: loading, merging and checking params.yaml (load), its typed blocks with every key's
+description and bounds (configs), the schema and key comments generated from them (schema), and presets
+written into params.yaml for DVC (presets)."""

@@ -1,7 +1,7 @@
 """Load and check parameter files: YAML syntax, the schema and the names runs refer to.
 
 Every CLI stage runs these checks on the file it is given; both drivers run
-them, plus the data-root check of pipeline/params/preflight.py, before any stage does
+them, plus the data-root check of pipeline/drivers/preflight.py, before any stage does
 work. A problem is one line naming the key (or file, line and column) and what
 is allowed.
 
@@ -226,3 +226,14 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
     params = read_yaml(path)
     raise_problems(structure_problems(params, source=str(path)))
     return params
+
+
+def deep_merge(base: Any, override: Any) -> Any:
+    """Recursively merge mappings (override wins); lists and scalars are replaced.
+    Snakemake merges `--configfile` presets over params.yaml the same way."""
+    if isinstance(base, Mapping) and isinstance(override, Mapping):
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = deep_merge(base[key], value) if key in base else value
+        return merged
+    return override

@@ -19,7 +19,7 @@ def apply_preset(*, preset: Path, params_path: Path = Path("params.yaml")) -> No
     from ruamel.yaml import YAML
 
     from pipeline.io import atomic_path
-    from pipeline.params.resolve import deep_merge
+    from pipeline.params.load import deep_merge
 
     over = read_yaml(preset, "preset file")
     merged = deep_merge(read_yaml(params_path), over)

@@ -1,6 +1,6 @@
 """`python -m pipeline config <stage>@<job>`: the config a job computes with, as YAML.
 
-The values come from the function the CLI runs a stage with (pipeline/params/resolve.py
+The values come from the function the CLI runs a stage with (pipeline/drivers/resolve.py
 build_config), on params.yaml with any `--preset` files deep-merged over it as Snakemake merges
 `--configfile` presets (and as `apply_preset` writes them for DVC). Job ids are DVC's, as
 `dvc stage list` prints them: `<stage>@<name>` for a stage that fans out over a mapping
@@ -38,7 +38,7 @@ def job_id(stage_name: str, wildcards: Mapping[str, Any]) -> str:
 
 def merged_params(params_path: Path, presets: list[Path]) -> dict[str, Any]:
     """params.yaml with the presets deep-merged over it in order, checked as every stage checks it."""
-    from pipeline.params.resolve import deep_merge
+    from pipeline.params.load import deep_merge
 
     params = read_yaml(params_path)
     for path in presets:
@@ -53,7 +53,7 @@ def resolve_jobs(params: Mapping[str, Any], selector: str) -> dict[str, dict[str
     from pipeline.drivers.stage_spec import jobs
     from pipeline.drivers.stage_table import BY_NAME
     from pipeline.params.configs import to_dict
-    from pipeline.params.resolve import build_config
+    from pipeline.drivers.resolve import build_config
 
     name, at, _ = selector.partition("@")
     if name not in BY_NAME:

@@ -11,18 +11,8 @@ import typing
 from typing import Any, Mapping
 
 from pipeline.params.configs import build
+from pipeline.params.load import deep_merge
 from pipeline.drivers.stage_spec import Each, Stage, expand, lookup
-
-
-def deep_merge(base: Any, override: Any) -> Any:
-    """Recursively merge mappings (override wins); lists and scalars are replaced.
-    Snakemake merges `--configfile` presets over params.yaml the same way."""
-    if isinstance(base, Mapping) and isinstance(override, Mapping):
-        merged = dict(base)
-        for key, value in override.items():
-            merged[key] = deep_merge(base[key], value) if key in base else value
-        return merged
-    return override
 
 
 class UnknownName(ValueError):
