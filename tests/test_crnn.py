@@ -23,6 +23,7 @@ from pipeline.params.load import load_params
 from pipeline.pretrain.transfer import TransferError, transfer_state
 from tests.conftest import REPO, call_stage, copy_project, run
 from tests.tiny_images import write_es_ucf101, write_ucf101_frames
+from tests.tiny_models import twin_config
 
 SIZE = [36, 40]  # the smallest maps are 1 x 1 after the four stride-2 convs
 
@@ -209,15 +210,15 @@ def test_transfer_copies_what_their_scripts_copy(decoder):
 
 
 def test_decoder_reinit_on_the_video_twin_and_without_a_decoder():
-    from pipeline.models.resnet_twins import ResNetTwin, TwinConfig
+    from pipeline.models.resnet_twins import ResNetTwin
     from pipeline.models.video_twin import VideoTwin
 
     cfg = dict(arch="tiny", width=2, stem="small", num_classes=3)
-    ann, snn = ResNetTwin(TwinConfig(kind="ann", **cfg)), ResNetTwin(TwinConfig(kind="snn", **cfg))
+    ann, snn = ResNetTwin(twin_config(kind="ann", **cfg)), ResNetTwin(twin_config(kind="snn", **cfg))
     with pytest.raises(TransferError, match="decoder: reinit"):
         transfer_state(ann.state_dict(), snn, decoder="reinit")
-    ann = VideoTwin(TwinConfig(kind="ann", **cfg), decoder_hidden=4)
-    snn = VideoTwin(TwinConfig(kind="snn", in_channels=2, **cfg), decoder_hidden=4)
+    ann = VideoTwin(twin_config(kind="ann", **cfg), decoder_hidden=4)
+    snn = VideoTwin(twin_config(kind="snn", in_channels=2, **cfg), decoder_hidden=4)
     rep = transfer_state(ann.state_dict(), snn, stem="reinit", decoder="reinit")
     assert sorted(rep["new"]) == sorted(
         ["encoder.conv1.weight"] + [k for k in snn.state_dict() if k.startswith(("decoder.", "fc."))]

@@ -6,7 +6,7 @@ import pytest
 import torch
 from spikingjelly.activation_based import functional, neuron
 
-from pipeline.models.resnet_twins import TwinConfig, build_twin, count_parameters
+from pipeline.models.resnet_twins import build_twin, count_parameters
 from pipeline.models.spiking import (
     DecayResetLIAF,
     ParametricLIAF,
@@ -15,6 +15,7 @@ from pipeline.models.spiking import (
     rect_surrogate,
 )
 from pipeline.pretrain.transfer import TransferError, transfer_state
+from tests.tiny_models import twin_config
 
 RESNET18_PARAMS = 11_689_512  # torchvision's, 1000 classes
 RESNET18_NEURONS = 17  # stem + 2 per BasicBlock x 8 blocks
@@ -128,7 +129,7 @@ def test_spikingjelly_liaf_node_differs():
 
 
 def _resnet18(kind: str, **kw):
-    return build_twin(TwinConfig(kind=kind, arch="resnet18", stem="imagenet", num_classes=10, **kw))
+    return build_twin(twin_config(kind=kind, arch="resnet18", stem="imagenet", num_classes=10, **kw))
 
 
 @pytest.mark.parametrize(
@@ -148,7 +149,7 @@ def test_snn_parameter_counts(neuron_kind, learnable):
 
 @pytest.mark.parametrize("arch,expected", [("resnet18", 11_689_512 + 17), ("resnet34", 21_797_672 + 33)])
 def test_learnable_decay_adds_one_scalar_per_neuron(arch, expected):
-    snn = build_twin(TwinConfig(kind="snn", arch=arch, neuron="liaf", learnable_decay=True))
+    snn = build_twin(twin_config(kind="snn", arch=arch, neuron="liaf", learnable_decay=True))
     assert count_parameters(snn) == expected
 
 
@@ -206,10 +207,10 @@ def test_liaf_resnet18_forward_backward(learnable):
 
 def test_twin_config_rejects_bad_neuron():
     with pytest.raises(ValueError, match="unknown neuron 'alif'"):
-        TwinConfig(kind="snn", neuron="alif")
+        twin_config(kind="snn", neuron="alif")
     with pytest.raises(ValueError, match="in \\(0, 1\\)"):
-        TwinConfig(kind="snn", learnable_decay=True, decay=0.0)
+        twin_config(kind="snn", learnable_decay=True, decay=0.0)
     with pytest.raises(ValueError, match="true or false"):
-        TwinConfig(kind="snn", learnable_decay="yes")
+        twin_config(kind="snn", learnable_decay="yes")
     with pytest.raises(ValueError, match="unknown twin kind 'relu'"):
-        TwinConfig(kind="relu")
+        twin_config(kind="relu")

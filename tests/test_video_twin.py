@@ -5,16 +5,16 @@ import torch
 from spikingjelly.activation_based import functional
 from torch.nn import functional as F
 
-from pipeline.models.resnet_twins import TwinConfig
 from pipeline.models.spiking import sharpen_bounds
 from pipeline.models.video_twin import RecurrentDecoder, VideoTwin
 from pipeline.pretrain.transfer import transfer_state
+from tests.tiny_models import twin_config
 
 STEM = "encoder.conv1.weight"
 
 
 def _twin(kind: str, hidden: int = 6) -> VideoTwin:
-    cfg = TwinConfig(
+    cfg = twin_config(
         kind=kind,
         arch="tiny",
         width=4,
@@ -56,7 +56,7 @@ def test_forward_and_backward_reach_every_parameter(kind, channels):
 
 @pytest.mark.parametrize("neuron,learnable_decay", [("liaf", False), ("lif", True)])
 def test_decoder_uses_the_encoders_neuron(neuron, learnable_decay):
-    cfg = TwinConfig(
+    cfg = twin_config(
         kind="snn",
         arch="tiny",
         width=4,
@@ -81,7 +81,7 @@ def test_set_epoch_sharpens_encoder_and_decoder():
 
 def test_snn_decoder_follows_the_recurrent_lif_equation():
     torch.manual_seed(1)
-    cfg = TwinConfig(kind="snn", decay=0.25, threshold=0.5)
+    cfg = twin_config(kind="snn", decay=0.25, threshold=0.5)
     dec = RecurrentDecoder(3, 4, cfg).eval()  # eval: BN uses fixed statistics, so the drive is known
     with torch.no_grad():
         dec.w_rec.weight.normal_(0.0, 0.8)
@@ -102,7 +102,7 @@ def test_snn_decoder_follows_the_recurrent_lif_equation():
 
 def test_decoder_state_carries_over_between_calls():
     torch.manual_seed(2)
-    dec = RecurrentDecoder(3, 4, TwinConfig(kind="snn")).eval()
+    dec = RecurrentDecoder(3, 4, twin_config(kind="snn")).eval()
     x = 3 * torch.randn(6, 2, 3)
     whole = dec(x)
     assert 0 < whole.mean() < 1

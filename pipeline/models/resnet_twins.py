@@ -29,20 +29,21 @@ ARCH_BLOCKS: dict[str, list[int]] = {
 
 @dataclass
 class TwinConfig:
-    """Everything needed to rebuild a twin; stored in every checkpoint."""
+    """Everything needed to rebuild a twin; stored in every checkpoint. Every field is given (from
+    params.yaml, pipeline/pretrain/models.py); `blocks` is derived from `arch` when empty."""
 
     kind: str  # "ann" (sharpened ReLU) or "snn" (spiking neurons, see `neuron`)
-    arch: str = "resnet18"
-    width: int = 64
-    stem: str = "imagenet"  # "imagenet": 7x7/2 + maxpool; "small": 3x3/1, no maxpool
-    in_channels: int = 3
-    num_classes: int = 1000
-    time_steps: int = 6  # SNN steps for static (direct) input; event input brings its own T
-    decay: float = 0.25
-    threshold: float = 0.5
-    neuron: str = "lif"  # SNN only: "lif" (spikes) or "liaf" (analog output LeakyReLU(u))
-    learnable_decay: bool = False  # SNN only: decay = 1 - sigmoid(w), one scalar w per neuron module
-    sharpen_epochs: int = 200
+    arch: str
+    width: int
+    stem: str  # "imagenet": 7x7/2 + maxpool; "small": 3x3/1, no maxpool
+    in_channels: int
+    num_classes: int
+    time_steps: int  # SNN steps for static (direct) input; event input brings its own T
+    decay: float
+    threshold: float
+    neuron: str  # SNN only: "lif" (spikes) or "liaf" (analog output LeakyReLU(u))
+    learnable_decay: bool  # SNN only: decay = 1 - sigmoid(w), one scalar w per neuron module
+    sharpen_epochs: int
     blocks: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
