@@ -18,6 +18,15 @@ normalisation to the device, where it is measured separately. Old and new are
 checked equal (within the rounding of tests/test_loaders_fast.py) before
 timing, and timed interleaved; medians, and the best of the runs (the least
 disturbed by other load on a shared machine).
+
+Against what a user would otherwise run: the train images also go through a
+torch DataLoader with 2 worker processes, the new loader as the training loop
+builds it against torchvision's ImageFolder + Compose(RandomResizedCrop(224),
+RandomHorizontalFlip(), ToTensor(), Normalize) with the DataLoader's default
+collate (the old loader's recipe, whose default collate stacks a worker's batch
+straight into shared memory, where the one-process measure above adds a copy):
+CPU seconds of the workers and the main process per shuffled pass, once the
+(persistent) workers have started.
 """
 
 from __future__ import annotations
@@ -32,13 +41,14 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
+from torchvision import datasets, transforms
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from benchmarks.common import ratio, save
 from benchmarks.legacy_loaders import LegacyESImageNet, legacy_imagefolder_split
 from pipeline.data.batching import collate_skipping
-from pipeline.data.device_transforms import IMAGENET_STD, input_spec_of, prepare_batch
+from pipeline.data.device_transforms import IMAGENET_MEAN, IMAGENET_STD, input_spec_of, prepare_batch
 from pipeline.data.es_imagenet import ESImageNet, Geometry
 from pipeline.data.images import ImageTransform, UInt8ImageFolder, imagefolder_split, read_bytes
 
@@ -48,6 +58,7 @@ IMAGE_SIZE = 224
 IMAGENET_SHAPES = ((500, 375), (375, 500), (500, 333))  # width, height: ImageNet's most common
 LARGE_SHAPE = (1600, 1200)
 EVENTS_PER_SAMPLE = 22_000
+DATALOADER_WORKERS = 2  # worker processes of the DataLoader comparison
 
 
 def photo_like_jpeg(rng: np.random.Generator, width: int, height: int) -> bytes:
@@ -163,6 +174,94 @@ def ratios_of(runs: dict[str, list[float]], label: str) -> dict[str, float]:
     }
 
 
+def torchvision_train_folder(root: Path) -> datasets.ImageFolder:
+    """What a user would otherwise run: torchvision's ImageFolder with the usual ImageNet train transforms
+    (the old loader's train recipe too), whose items are normalised float32 (3, 224, 224)."""
+    recipe = transforms.Compose(
+        [
+            transforms.RandomResizedCrop(IMAGE_SIZE),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+    return datasets.ImageFolder(str(root / "train"), transform=recipe)
+
+
+def _process_tree_cpu_s() -> float:
+    """CPU seconds of this process and of its live child processes (a DataLoader's workers)."""
+    import psutil
+
+    total = time.process_time()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.Error:  # exited since the listing: not one of the persistent workers measured
+            continue
+        total += times.user + times.system
+    return total
+
+
+def dataloader_cpu_seconds(dataset: Dataset, collate_fn: Callable | None) -> Callable[[], float]:
+    """CPU seconds of one shuffled pass of a DataLoader as a training loop runs it (batches of 256,
+    DATALOADER_WORKERS worker processes, `collate_fn` or the DataLoader's default, which stacks a worker's
+    batch straight into shared memory): the workers' plus the main process's. The workers persist and a
+    first pass, not counted, starts them: an epoch of ImageNet (5,000 batches) starts them once, so their
+    start is not part of the steady cost per image."""
+    loader = DataLoader(
+        dataset,
+        batch_size=BATCH,
+        shuffle=True,
+        num_workers=DATALOADER_WORKERS,
+        collate_fn=collate_fn,
+        generator=torch.Generator().manual_seed(0),
+        persistent_workers=True,
+    )
+
+    def run() -> float:
+        start = _process_tree_cpu_s()
+        seen = sum(len(batch[1]) for batch in loader)  # the labels of (x, y, skipped) and of [x, y]
+        assert seen == len(dataset), f"{seen} of {len(dataset)} samples loaded"
+        return _process_tree_cpu_s() - start
+
+    run()
+    return run
+
+
+def measure_dataloaders(
+    root: Path, new: UInt8ImageFolder, repeats: int
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Train images per CPU-second through a DataLoader with 2 workers: the new loader as the training
+    loop builds it (collate_skipping) against torchvision's ImageFolder with its default collate."""
+    runs = interleaved(
+        {
+            "torchvision": dataloader_cpu_seconds(torchvision_train_folder(root), None),
+            "new": dataloader_cpu_seconds(new, collate_skipping),
+        },
+        repeats,
+    )
+    n = len(new)
+    rates = {name: [round(n / s, 1) for s in samples] for name, samples in runs.items()}
+    per_run = [round(t / s, 3) for t, s in zip(runs["torchvision"], runs["new"])]  # each round's ratio
+    label = f"train images_per_cpu_s new/torchvision ImageFolder, DataLoader {DATALOADER_WORKERS} workers"
+    ratios = {
+        label: ratio(statistics.median(runs["torchvision"]), statistics.median(runs["new"])),
+        f"{label}, best of runs": ratio(min(runs["torchvision"]), min(runs["new"])),
+    }
+    print(
+        f"[loaders] {label}: {ratios[label]}x median, {min(per_run)}-{max(per_run)}x over rounds; "
+        f"images per CPU-s {rates}",
+        flush=True,
+    )
+    section = {
+        "workers": DATALOADER_WORKERS,
+        "train_images_per_cpu_s_runs": rates,
+        "ratio_per_round": per_run,
+        "cpu_s_median": {name: statistics.median(samples) for name, samples in runs.items()},
+    }
+    return section, ratios
+
+
 def measure_images(root: Path, n: int, repeats: int) -> tuple[dict[str, Any], dict[str, float]]:
     image_bytes = write_imagefolder(root, n, IMAGENET_SHAPES, seed=0)
     loaders = {
@@ -181,6 +280,7 @@ def measure_images(root: Path, n: int, repeats: int) -> tuple[dict[str, Any], di
         split: interleaved({"old": worker_cpu_seconds(old), "new": worker_cpu_seconds(new)}, repeats)
         for split, (old, new) in loaders.items()
     }
+    dataloader, dataloader_ratios = measure_dataloaders(root, loaders["train"][1], repeats)
     jpegs = [read_bytes(path) for path, _ in loaders["train"][1].samples]
     decode_s = statistics.median(
         cpu_seconds(lambda: [decode_jpeg(d, mode=ImageReadMode.RGB) for d in jpegs]) for _ in range(repeats)
@@ -196,9 +296,16 @@ def measure_images(root: Path, n: int, repeats: int) -> tuple[dict[str, Any], di
         "jpeg_decode_only_per_cpu_s": round(n / decode_s, 1),
         "device_side_cpu_us_per_image": round(device_side_seconds(loaders["train"][1], repeats) * 1e6, 1),
         "batch_bytes": batch_bytes,
+        "dataloader": dataloader,
     }
+    # Without a GPU the new loader's float conversion and normalisation (prepare_batch) run on the CPU too.
+    with_device_side = dataloader["cpu_s_median"]["new"] + section["device_side_cpu_us_per_image"] * 1e-6 * n
+    dataloader_ratios[
+        "train images_per_cpu_s new/torchvision ImageFolder, DataLoader, new's float conversion on the CPU"
+    ] = ratio(dataloader["cpu_s_median"]["torchvision"], with_device_side)
     return section, {
         **ratios_of(runs["train"], "images_per_cpu_s new/old, train"),
+        **dataloader_ratios,
         **ratios_of(runs["val"], "images_per_cpu_s new/old, val"),
         "batch_bytes new/old, images": round(batch_bytes["new"] / batch_bytes["old"], 4),
     }

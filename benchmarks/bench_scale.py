@@ -14,6 +14,12 @@ process (`python -m benchmarks.bench_scale --job ...`):
   per extra sample between the two sizes, against the prepared bytes per
   sample, says whether memory is bounded by a chunk (about 0) or by the data
   (the old code: about 3x); the two points extrapolate to full SSC and GSC.
+- gsc memory: GSC's delays_prepare with 1, 2, 4 and 8 feature workers on the
+  larger subset and 1 on the smaller (more workers than cores is fine for
+  memory): the peaks of the RSS and the PSS summed over the process and its
+  workers (smaps_rollup sampled every 50 ms) and the sum of their VmHWM; the
+  model base + per worker * workers at the full 105,829 files that SLURM's
+  request for a GSC prepare job uses (pipeline/data/gsc.py prepare_memory_mb).
 - loader: batches per second over the training split, shuffled, from the
   memory-mapped store (plain and prefetching iterator) and from the old
   in-RAM torch split (its (B, T) gather); the loader time per step left
@@ -31,6 +37,7 @@ GSC only (a smoke test, under a minute).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -171,11 +178,11 @@ def _status_kb(field: str, pid: str = "self") -> int:
     return 0
 
 
-def _smaps_kb(path_suffix: str | None = None) -> dict[str, int]:
-    """This process's memory counters (kB): the whole process (smaps_rollup), or only the mappings of
+def _smaps_kb(path_suffix: str | None = None, pid: str = "self") -> dict[str, int]:
+    """A process's memory counters (kB): the whole process (smaps_rollup), or only the mappings of
     files whose path ends with `path_suffix` (smaps)."""
     if path_suffix is None:
-        lines = Path("/proc/self/smaps_rollup").read_text().splitlines()[1:]
+        lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]
     else:
         lines, keep = [], False
         for line in Path("/proc/self/smaps").read_text().splitlines():
@@ -195,29 +202,39 @@ def _smaps_kb(path_suffix: str | None = None) -> dict[str, int]:
 class TreeMemoryWatch:
     """Memory of this process and its children (GSC's feature workers), sampled every 50 ms: `peak`, the
     largest summed RSS seen; `bound()`, the sum of every process's own peak (VmHWM), an upper bound of
-    the true peak that sampling cannot miss (for one process it is exact)."""
+    the true peak that sampling cannot miss (for one process it is exact). With `pss`, each sample reads
+    every process's smaps_rollup instead (slower): `peak` and `peak_pss`, the largest summed RSS and PSS
+    (PSS divides each shared page among the processes mapping it: shared libraries count once)."""
 
-    def __init__(self, interval_s: float = 0.05) -> None:
+    def __init__(self, interval_s: float = 0.05, pss: bool = False) -> None:
         import psutil
 
-        self._me, self._interval, self.peak = psutil.Process(), interval_s, 0
+        self._me, self._interval, self.peak, self.peak_pss = psutil.Process(), interval_s, 0, 0
+        self._pss = pss
         self._child_hwm: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _rss_pss(self, proc: Any) -> tuple[int, int]:
+        if not self._pss:
+            return proc.memory_info().rss, 0
+        rollup = _smaps_kb(pid=str(proc.pid))
+        return rollup["Rss"] * 1024, rollup["Pss"] * 1024
 
     def _run(self) -> None:
         import psutil
 
         while not self._stop.is_set():
-            total = self._me.memory_info().rss
+            rss, pss = self._rss_pss(self._me)
             for child in self._me.children(recursive=True):
                 try:
-                    total += child.memory_info().rss
+                    child_rss, child_pss = self._rss_pss(child)
                     hwm = _status_kb("VmHWM", str(child.pid)) * 1024  # 0 once it has exited (a zombie)
                     self._child_hwm[child.pid] = max(self._child_hwm.get(child.pid, 0), hwm)
-                except (psutil.Error, OSError):  # exited between listing and reading
+                    rss, pss = rss + child_rss, pss + child_pss
+                except (psutil.Error, OSError, KeyError):  # exited between listing and reading
                     pass
-            self.peak = max(self.peak, total)
+            self.peak, self.peak_pss = max(self.peak, rss), max(self.peak_pss, pss)
             self._stop.wait(self._interval)
 
     def bound(self) -> int:
@@ -257,6 +274,31 @@ def job_prepare(impl: str, fmt: str, root: str, out: str) -> dict[str, Any]:
         "peak_rss": max(own_peak, watch.peak),
         "peak_rss_bound": watch.bound(),
         "own_peak_rss": own_peak,
+    }
+
+
+def job_gsc_memory(root: str, out: str, workers: int) -> dict[str, Any]:
+    """GSC delays_prepare with `workers` feature workers: the peaks of the RSS and the PSS summed over the
+    process and its workers (smaps_rollup sampled every 50 ms), and the sum of their VmHWM."""
+    from pipeline.data import gsc
+    from pipeline.delays.data_stages import prepare
+    from pipeline.drivers.stage_table import DelaysPrepareConfig
+
+    # prepare() starts one worker per usable CPU; this machine has fewer CPUs than the counts measured, so
+    # the count is given here (memory does not depend on the cores the workers share).
+    gsc.FeatureWorkers = functools.partial(gsc.FeatureWorkers, workers)
+    cfg = data_config("gsc", Path(root))
+    wall, cpu = time.perf_counter(), _cpu_s()
+    with TreeMemoryWatch(pss=True) as watch:
+        prepare(DelaysPrepareConfig(data=cfg, max_skipped_fraction=0.0), dataset="gsc", out=Path(out))
+    return {
+        "workers": workers,
+        "wall_s": time.perf_counter() - wall,
+        "cpu_s": _cpu_s() - cpu,
+        "peak_rss": watch.peak,
+        "peak_pss": watch.peak_pss,
+        "peak_rss_bound": watch.bound(),
+        "own_peak_rss": _status_kb("VmHWM") * 1024,
     }
 
 
@@ -353,7 +395,12 @@ def job_share(impl: str, data: str, split: str) -> None:
     sys.stdin.readline()  # keep the frames until the other reader has measured too
 
 
-JOBS = {"prepare": job_prepare, "loader": job_loader, "share": job_share}
+JOBS = {
+    "prepare": job_prepare,
+    "gsc_memory": job_gsc_memory,
+    "loader": job_loader,
+    "share": job_share,
+}
 
 
 def run_job(kind: str, **kwargs: Any) -> dict[str, Any]:
@@ -451,6 +498,68 @@ def measure_prepare(fmt: str, roots: list[tuple[Path, int]], work: Path, keep: s
     return summary
 
 
+def measure_gsc_memory(
+    roots: list[tuple[Path, int]], work: Path, workers: tuple[tuple[int, ...], ...]
+) -> dict[str, Any]:
+    """GSC delays_prepare's peak memory summed over its processes, at the worker counts `workers` of each
+    set size (one worker at both sizes, every count at the larger), and the model of each measure at the
+    full size: base + per_worker * workers.
+
+    per_worker and the base: a least-squares line over the worker counts at the larger size. The set's
+    size: the growth between the two sizes with one worker (whose chunks per worker are many at both,
+    so none of it is a worker's first chunks), extrapolated to the full set and added to the base. With
+    several workers the smaller size would mix in that warm-up: each worker computes only a few chunks."""
+    runs = []
+    for (root, n), counts in zip(roots, workers):
+        for count in counts:
+            out = work / f"gsc_memory_{n}_{count}"
+            runs.append({"files": n, **run_job("gsc_memory", root=str(root), out=str(out), workers=count)})
+            shutil.rmtree(out)
+    full, (small, large) = FULL_SIZES["gsc"]["files"], (n for _, n in roots)
+    at_large = [r for r in runs if r["files"] == large]
+    one = {r["files"]: r for r in runs if r["workers"] == 1}
+    design = np.array([[1.0, r["workers"]] for r in at_large])
+    models = {}
+    for measure in ("peak_rss", "peak_pss", "peak_rss_bound"):
+        values = np.array([r[measure] for r in at_large], float)
+        coef = np.linalg.lstsq(design, values, rcond=None)[0]
+        per_file = (one[large][measure] - one[small][measure]) / (large - small)
+        # a decrease with the set's size is noise: the full size adds nothing then
+        base = float(coef[0]) + max(per_file, 0.0) * (full - large)
+        models[measure] = {
+            "base_mb": round(base / MB),
+            "per_worker_mb": round(float(coef[1]) / MB),
+            "per_1000_files_mb": round(per_file * 1000 / MB, 1),
+            "max_residual_mb": round(float(np.abs(values - design @ coef).max()) / MB),
+            "full_gb": {r["workers"]: round((base + coef[1] * r["workers"]) / 2**30, 2) for r in at_large},
+        }
+    return {
+        "files": [small, large],
+        "workers": [list(c) for c in workers],
+        "full_files": full,
+        "runs": runs,
+        "model": models,
+    }
+
+
+def gsc_memory_absolutes(memory: dict[str, Any]) -> dict[str, float]:
+    """The headline numbers of measure_gsc_memory: the model's terms and its full-size peak at the most
+    workers measured."""
+    out: dict[str, float] = {}
+    most = max(memory["workers"][-1])
+    for measure, label in (
+        ("peak_rss", "RSS"),
+        ("peak_pss", "PSS"),
+        ("peak_rss_bound", "RSS upper bound (VmHWM)"),
+    ):
+        model = memory["model"][measure]
+        out[f"prepare gsc: summed {label} MB per worker"] = model["per_worker_mb"]
+        out[f"prepare gsc full: summed {label} MB, base"] = model["base_mb"]
+        out[f"prepare gsc: summed {label} MB per 1000 files, 1 worker"] = model["per_1000_files_mb"]
+        out[f"prepare gsc full, {most} workers: summed {label} GB (extrapolated)"] = model["full_gb"][most]
+    return out
+
+
 def measure_loader(
     fmt: str, work: Path, sizes: tuple[int, ...], max_batches: int
 ) -> dict[int, dict[str, Any]]:
@@ -485,6 +594,7 @@ class Plan:
     ]  # format -> sizes (indices into the two) whose training split is loaded
     sharing: tuple[str, int]  # format, size
     max_batches: int
+    gsc_workers: tuple[tuple[int, ...], tuple[int, ...]]  # worker counts whose memory is measured, per size
 
 
 FULL = Plan(
@@ -495,9 +605,10 @@ FULL = Plan(
     {"shd": (1,), "ssc": (0, 1)},
     ("ssc", 1),
     LOADER_BATCHES,
+    ((1,), (1, 2, 4, 8)),  # one worker at both sizes: the set size's part; every count at the larger
 )
 # The smoke test's plan: SSC runs the same code as SHD (without the hold-out), so quick leaves it out.
-QUICK = Plan(2000, (0.02, 0.04), (100, 200), ("shd", "gsc"), {"shd": (0, 1)}, ("shd", 1), 20)
+QUICK = Plan(2000, (0.02, 0.04), (100, 200), ("shd", "gsc"), {"shd": (0, 1)}, ("shd", 1), 20, ((1,), (1, 2)))
 
 
 def main(quick: bool = False) -> dict[str, Any]:
@@ -523,10 +634,12 @@ def main(quick: bool = False) -> dict[str, Any]:
             ]
         raw_bytes = {fmt: _tree_bytes(r[-1][0]) for fmt, r in roots.items()}
         write_s = time.perf_counter() - t_start
-        prep = {}
+        prep, gsc_memory = {}, None
         for fmt in plan.prepare:
             keep = set(plan.loader.get(fmt, ())) | ({plan.sharing[1]} if plan.sharing[0] == fmt else set())
             prep[fmt] = measure_prepare(fmt, roots[fmt], work, keep)
+            if fmt == "gsc":
+                gsc_memory = measure_gsc_memory(roots[fmt], work, plan.gsc_workers)
             for root, _ in roots.pop(fmt):  # frees the disk for the next format
                 shutil.rmtree(root)
         loader = {
@@ -537,7 +650,13 @@ def main(quick: bool = False) -> dict[str, Any]:
             impl: run_two_readers(impl, work / f"prepared_{fmt}_{size}_{impl}", "train")
             for impl in ("legacy", "new")
         }
-    return summarise(prep, loader, sharing, quick, raw_bytes, write_s, time.perf_counter() - t_start)
+    result = summarise(prep, loader, sharing, quick, raw_bytes, write_s, time.perf_counter() - t_start)
+    if gsc_memory is not None:
+        result["gsc_memory"] = gsc_memory
+        # quick's sets hold a chunk or less: too few for every worker to start or reach its peak
+        if not quick:
+            result["absolutes"].update(gsc_memory_absolutes(gsc_memory))
+    return result
 
 
 def summarise(
@@ -583,7 +702,9 @@ def summarise(
     for fmt in ("ssc", "gsc") if not quick else ():
         how = "measured" if prep[fmt]["new"]["measured_at_full_size"] else "extrapolated"
         for impl in ("new", "legacy"):
-            absolutes[f"prepare {fmt} full, {impl}: peak RSS GB ({how})"] = prep[fmt][impl][
+            # GSC's new prepare runs one feature worker per usable CPU: its peak is this machine's count's
+            workers = f", {len(os.sched_getaffinity(0))} workers" if fmt == "gsc" and impl == "new" else ""
+            absolutes[f"prepare {fmt} full, {impl}: peak RSS GB ({how}{workers})"] = prep[fmt][impl][
                 "full_peak_rss_gb"
             ]
             absolutes[f"prepare {fmt} full, {impl}: wall s ({how})"] = prep[fmt][impl]["full_wall_s"]

@@ -1,4 +1,4 @@
-"""Smoke test of benchmarks/bench_scale.py in quick mode (about 30 s: 16 child processes).
+"""Smoke test of benchmarks/bench_scale.py in quick mode (about a minute: 19 child processes).
 
 Quick sizes are too small for its targets; this checks that every measurement runs and reports,
 and the one property that holds at any size: two readers of a store share its pages.
@@ -39,6 +39,9 @@ def test_quick_run_reports_every_measurement(monkeypatch, tmp_path):
         assert [r["output_bytes"] > 0 for r in runs["new"]] == [True, True]
         assert all(r["peak_rss"] > 0 and r["cpu_s"] > 0 for impl in runs for r in runs[impl])
     assert all(np.isfinite(v) for v in {**result["ratios"], **result["absolutes"]}.values())
+    memory = result["gsc_memory"]["runs"]  # GSC prepare's memory summed over its processes, by workers
+    assert [(r["files"], r["workers"]) for r in memory] == [(100, 1), (200, 1), (200, 2)]
+    assert all(0 < r["peak_pss"] <= r["peak_rss"] <= r["peak_rss_bound"] for r in memory)
     assert set(result["targets_met"]) == {
         "rss_growth_vs_prepared_bytes",
         "gsc_full_peak_gb",

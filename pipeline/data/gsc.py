@@ -16,6 +16,7 @@ delays_prepare to count under max_skipped_fraction.
 """
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import warnings
@@ -199,3 +200,29 @@ def _chunk_features(paths: list[str]) -> FeatureChunk:
     # Unreadable files stay in the batch as silence and are dropped afterwards: float sums depend on the
     # batch size, so the other files' features are the same as in an intact copy of the dataset.
     return FeatureChunk(_worker_logmel(torch.from_numpy(wavs)).numpy()[readable], readable, unreadable)
+
+
+# Peak memory of delays_prepare on the full GSC set (105,829 files), summed over the process and its
+# feature workers, in MB of 2**20 bytes (SLURM's --mem unit): base + per worker * workers. Measured by
+# benchmarks/bench_scale.py (`python -m benchmarks --only scale`; results/bench/scale.json "gsc_memory",
+# docs/benchmarks.md) on a 2-core x86-64 machine, torch 2.14 on the CPU. The measure: the sum of every
+# process's own peak RSS (VmHWM), an upper bound of the summed RSS that sampling cannot miss, at 1, 2, 4
+# and 8 workers on 16,000 files (the line fits within 40 MB), plus its growth with the set's size (2 MB
+# per 1000 files) up to the full set. Each worker holds its own torch and chunk buffers (about 1 GB): the
+# workers, not the data, set the peak.
+PREPARE_BASE_MB = 873
+PREPARE_PER_WORKER_MB = 1034
+# Safety margin: the process may hold up to 2 finished chunks per worker when writing lags behind the
+# workers, as on a many-core node with a slow file system (2 x 512 x 101 x 140 float32 = 55 MB per worker,
+# which the measuring runs need not have reached), and other CPUs and library builds differ.
+PREPARE_MARGIN = 1.15
+
+
+def prepare_memory_mb(workers: int) -> int:
+    """Memory (MB) to request for delays_prepare of a full GSC set with `workers` feature workers (one per
+    CPU of the job): the measured model with its margin, rounded up to 100 MB. Linear in the workers, as
+    each worker is a process of the same size: the simplest model that fits the measurements."""
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    mb = (PREPARE_BASE_MB + PREPARE_PER_WORKER_MB * workers) * PREPARE_MARGIN
+    return int(math.ceil(mb / 100) * 100)

@@ -164,14 +164,28 @@ def rule_spec(
 
 def _cluster_resources(st: Stage, config: Mapping[str, Any]) -> dict[str, Any]:
     """params' `resources` of this stage: the `default` entry, overridden key by key by the entry of the job's
-    dataset or run (its first wildcard). A stage without entries gets the profile's default-resources."""
+    dataset or run (its first wildcard). A stage without entries gets the profile's default-resources.
+    delays_prepare of a gsc-format set whose own entry has no mem_mb requests what its feature workers need:
+    they are one per CPU, so the measured model of the CPUs (cpus_per_task) sizes it, not the default's
+    mem_mb (sized for SHD/SSC, whose prepare is one process)."""
     table = config.get("resources", {}).get(st.name, {})
     default = table.get("default", {})
     if not st.wildcards:
         return dict(default)
 
     def of_job(key: str) -> Callable[[Any], Any]:
-        return lambda wc: {**default, **table.get(getattr(wc, st.wildcards[0]), {})}[key]
+        def value(wc: Any) -> Any:
+            name = getattr(wc, st.wildcards[0])
+            own = table.get(name, {})
+            job = {**default, **own}  # the schema requires mem_mb and cpus_per_task in default
+            fmt = config.get("delays", {}).get("sets", {}).get(name, {}).get("data", {}).get("format")
+            if key == "mem_mb" and st.name == "delays_prepare" and fmt == "gsc" and key not in own:
+                from pipeline.data.gsc import prepare_memory_mb  # imports torch: only for the jobs it sizes
+
+                return prepare_memory_mb(int(job["cpus_per_task"]))
+            return job[key]
+
+        return value
 
     return {key: of_job(key) for key in default}
 
