@@ -12,7 +12,8 @@ from pipeline.params.configs import DelaysNet
 from pipeline.data.prepared import load_split
 from pipeline.data.synth_shd import write_shd_file
 from pipeline.io import read_json
-from pipeline.params.load import ParamsError, load_params, raise_problems, structure_problems
+from pipeline.params.load import load_params, raise_problems, structure_problems
+from pipeline.drivers.resolve import UnknownName
 from pipeline.params.load import deep_merge
 from tests.conftest import REPO, call_stage
 from tests.tiny_data import write_tiny_gsc
@@ -154,7 +155,9 @@ def test_preset_gives_the_papers_parameter_counts(params):
 
 def test_unknown_variant(params, tmp_path):
     with pytest.raises(
-        ParamsError, match=r"unknown variant 'bogus' \(allowed: no_delay, fixed_delay, learned_delay\)"
+        UnknownName,
+        match=r"delays.variant_recipe.bogus is not defined "
+        r"\(delays.variant_recipe defines: no_delay, fixed_delay, learned_delay\)",
     ):
         call_stage(
             "delays_train",
