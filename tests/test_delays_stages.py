@@ -12,9 +12,8 @@ from pipeline.params.configs import DelaysNet
 from pipeline.data.prepared import load_split
 from pipeline.data.synth_shd import write_shd_file
 from pipeline.io import read_json
-from pipeline.params.load import load_params, raise_problems, structure_problems
+from pipeline.params.load import deep_merge, load_params, raise_problems, structure_problems
 from pipeline.drivers.resolve import UnknownName
-from pipeline.params.load import deep_merge
 from tests.conftest import REPO, call_stage
 from tests.tiny_data import write_tiny_gsc
 

@@ -64,12 +64,9 @@ def fetch_data(dataset: str, *, params_path: Path = Path("params.yaml"),
     --mirror URL reads the files from URL/<file name>; --checksums FILE (md5sum/sha256sum output) replaces
     the pinned and published checksums; --timeout SECONDS bounds each connection attempt and read."""
     from pipeline.data.fetch import SOURCES, DatasetBusy, describe, fetch
-    from pipeline.params.load import deep_merge
+    from pipeline.params.presets import merged_params
 
-    params = read_yaml(params_path)
-    for path in preset:
-        params = deep_merge(params, read_yaml(path, "preset file"))
-    raise_problems(structure_problems(params, source=" + ".join(map(str, [params_path, *preset]))))
+    params = merged_params(params_path, preset)
     try:
         fmt, root = dataset_entry(params, dataset)
     except ParamsError:

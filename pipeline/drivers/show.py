@@ -16,7 +16,8 @@ from typing import Any, Mapping
 
 import yaml
 
-from pipeline.params.load import ParamsError, raise_problems, read_yaml, structure_problems
+from pipeline.params.load import ParamsError
+from pipeline.params.presets import merged_params
 
 
 class _FlowListDumper(yaml.SafeDumper):
@@ -34,17 +35,6 @@ _FlowListDumper.add_representer(list, _represent_list)
 def job_id(stage_name: str, wildcards: Mapping[str, Any]) -> str:
     """DVC's name of a job: the stage, then `@` and the wildcard values joined by `-` when it fans out."""
     return f"{stage_name}@{'-'.join(str(v) for v in wildcards.values())}" if wildcards else stage_name
-
-
-def merged_params(params_path: Path, presets: list[Path]) -> dict[str, Any]:
-    """params.yaml with the presets deep-merged over it in order, checked as every stage checks it."""
-    from pipeline.params.load import deep_merge
-
-    params = read_yaml(params_path)
-    for path in presets:
-        params = deep_merge(params, read_yaml(path, "preset file"))
-    raise_problems(structure_problems(params, source=" + ".join(map(str, [params_path, *presets]))))
-    return params
 
 
 def resolve_jobs(params: Mapping[str, Any], selector: str) -> dict[str, dict[str, Any]]:

@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from pipeline.drivers.codedeps import code_deps
-from pipeline.params.load import ParamsError, dump_yaml, load_schema, read_yaml, typed_strings
+from pipeline.params.load import ParamsError, deep_merge, dump_yaml, load_schema, read_yaml, typed_strings
 from pipeline.drivers.preflight import run_problems
-from pipeline.params.load import deep_merge
 from pipeline.drivers.stage_table import STAGES, stage
 from pipeline.drivers.stage_spec import (
     TEMPLATE,

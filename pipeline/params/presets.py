@@ -10,7 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.params.load import raise_problems, read_yaml, structure_problems
+from pipeline.params.load import deep_merge, raise_problems, read_yaml, structure_problems
+
+
+def merged_params(params_path: Path, presets: list[Path]) -> dict[str, Any]:
+    """params.yaml with the presets deep-merged over it in order, checked as every stage checks it."""
+    params = read_yaml(params_path)
+    for path in presets:
+        params = deep_merge(params, read_yaml(path, "preset file"))
+    raise_problems(structure_problems(params, source=" + ".join(map(str, [params_path, *presets]))))
+    return params
 
 
 def apply_preset(*, preset: Path, params_path: Path = Path("params.yaml")) -> None:
@@ -19,7 +28,6 @@ def apply_preset(*, preset: Path, params_path: Path = Path("params.yaml")) -> No
     from ruamel.yaml import YAML
 
     from pipeline.io import atomic_path
-    from pipeline.params.load import deep_merge
 
     over = read_yaml(preset, "preset file")
     merged = deep_merge(read_yaml(params_path), over)
