@@ -17,6 +17,8 @@ import pytest
 import torch
 import yaml
 from spikingjelly.activation_based import functional
+from spikingjelly.activation_based.neuron import BaseNode
+from torch import nn
 
 from pipeline.models.crnn import CRNN, REFERENCE_DECAY, CRNNConfig, crnn_neuron
 from pipeline.params.load import load_params
@@ -138,6 +140,17 @@ def test_lif_follows_the_reference_membrane_and_gaussian_surrogate(learnable):
     assert torch.allclose(x1.grad, 0.3989422804014327 * torch.exp(-0.5 * (x1.detach() - 0.7) ** 2))
 
 
+def test_the_ann_is_plain_relu_and_the_snn_has_no_relu():
+    """configs_ANN.py 'actFun': torch.relu: the ANN's cells use ReLU; the SNN's use the neuron instead (no
+    analog activation)."""
+    ann = CRNN(CRNNConfig(kind="ann", input_size=[40, 40], steps=2, decoder_hidden=8))
+    snn = CRNN(CRNNConfig(kind="snn", in_channels=2, input_size=[40, 40], steps=2, decoder_hidden=8))
+    ann_acts = [m for m in ann.modules() if isinstance(m, (nn.ReLU, BaseNode))]
+    assert ann_acts and all(type(m) is nn.ReLU for m in ann_acts)
+    assert not any(isinstance(m, nn.ReLU) for m in snn.modules())
+    assert any(isinstance(m, BaseNode) for m in snn.modules())
+
+
 def test_liaf_outputs_relu_of_the_membrane():
     """configs_LIAF.py 'actFun': torch.relu: output relu(u_t) before the reset."""
     torch.manual_seed(4)
@@ -217,8 +230,8 @@ def test_decoder_reinit_on_the_video_twin_and_without_a_decoder():
     ann, snn = ResNetTwin(twin_config(kind="ann", **cfg)), ResNetTwin(twin_config(kind="snn", **cfg))
     with pytest.raises(TransferError, match="decoder: reinit"):
         transfer_state(ann.state_dict(), snn, decoder="reinit")
-    ann = VideoTwin(twin_config(kind="ann", **cfg), decoder_hidden=4)
-    snn = VideoTwin(twin_config(kind="snn", in_channels=2, **cfg), decoder_hidden=4)
+    ann = VideoTwin(twin_config(kind="ann", decoder_hidden=4, **cfg))
+    snn = VideoTwin(twin_config(kind="snn", in_channels=2, decoder_hidden=4, **cfg))
     rep = transfer_state(ann.state_dict(), snn, stem="reinit", decoder="reinit")
     assert sorted(rep["new"]) == sorted(
         ["encoder.conv1.weight"] + [k for k in snn.state_dict() if k.startswith(("decoder.", "fc."))]
@@ -383,7 +396,7 @@ def test_a_model_built_for_another_frame_size_stops_before_any_output(tmp_path):
 
 def test_the_preset_plans_the_es_ucf101_grid(tmp_path):
     """`snakemake -n` with the paper-pretrain preset (data roots present, empty): one ANN, two scratch SNNs,
-    two transfers and fine-tunings for ES-UCF101."""
+    two transfers and fine-tunings for ES-UCF101; every run of the ES-ImageNet table."""
     work = copy_project(tmp_path)
     preset = yaml.safe_load((work / "workflow/presets/paper-pretrain.yaml").read_text())
     for ds in preset["pretrain"]["datasets"].values():
@@ -411,6 +424,14 @@ def test_the_preset_plans_the_es_ucf101_grid(tmp_path):
         ("finetune_snn", "pipeU_lif"),
         ("finetune_snn", "pipeU_liaf"),
     }
+    # every cell of the reference README's ES-ImageNet table (docs/papers.md): four scratch SNNs, and the
+    # three ImageNet-pretrained ones with the ImageNet ANNs they start from
+    assert {"es_r18_lif", "es_r18_liaf", "es_r34_lif", "es_r34_liaf"} <= {
+        name for rule, name in jobs if rule == "train_snn_scratch"
+    }
+    for rule in ("transfer", "finetune_snn"):
+        assert {"pipeD", "pipeD_r18_liaf", "pipeD_r34_liaf"} <= {name for r, name in jobs if r == rule}
+    assert {"imagenet_r18", "imagenet_r34"} <= {name for rule, name in jobs if rule == "pretrain_ann"}
     runs = preset["pretrain"]
     assert runs["pipelines"]["pipeU_lif"]["baseline"] == "es_ucf101_lif"
     assert runs["pipelines"]["pipeU_liaf"]["baseline"] == "es_ucf101_liaf"

@@ -10,6 +10,7 @@ import copy
 import hashlib
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -190,8 +191,8 @@ def test_what_a_file_may_lack_or_size_differently(tmp_path: Path) -> None:
     (tmp_path / "junk.pt").write_bytes(b"not torch")
     with pytest.raises(ValueError, match="not a readable torch file"):
         import_weights(tmp_path / "junk.pt", model, config, "tv18", "tiny")
-    video = build_model({**config, "decoder_hidden": 8})  # video twin: a torchvision ResNet is its encoder
-    got = import_weights(tmp_path / "r18_10.pt", video, {**config, "decoder_hidden": 8}, "tv18", "tiny")
+    video_config = replace(config, decoder_hidden=8)  # video twin: a torchvision ResNet is its encoder
+    got = import_weights(tmp_path / "r18_10.pt", build_model(video_config), video_config, "tv18", "tiny")
     assert sorted({k.split(".")[0] for k in got.record["new"]}) == ["decoder", "fc"]
     file = torch.load(tmp_path / "r18_10.pt", weights_only=True)
     assert torch.equal(got.state["encoder.layer4.1.conv2.weight"], file["layer4.1.conv2.weight"])

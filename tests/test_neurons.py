@@ -6,7 +6,7 @@ import pytest
 import torch
 from spikingjelly.activation_based import functional, neuron
 
-from pipeline.models.resnet_twins import build_twin, count_parameters
+from pipeline.models.resnet_twins import ResNetTwin, count_parameters
 from pipeline.models.spiking import (
     DecayResetLIAF,
     ParametricLIAF,
@@ -129,7 +129,7 @@ def test_spikingjelly_liaf_node_differs():
 
 
 def _resnet18(kind: str, **kw):
-    return build_twin(twin_config(kind=kind, arch="resnet18", stem="imagenet", num_classes=10, **kw))
+    return ResNetTwin(twin_config(kind=kind, arch="resnet18", stem="imagenet", num_classes=10, **kw))
 
 
 @pytest.mark.parametrize(
@@ -149,7 +149,7 @@ def test_snn_parameter_counts(neuron_kind, learnable):
 
 @pytest.mark.parametrize("arch,expected", [("resnet18", 11_689_512 + 17), ("resnet34", 21_797_672 + 33)])
 def test_learnable_decay_adds_one_scalar_per_neuron(arch, expected):
-    snn = build_twin(twin_config(kind="snn", arch=arch, neuron="liaf", learnable_decay=True))
+    snn = ResNetTwin(twin_config(kind="snn", arch=arch, neuron="liaf", learnable_decay=True))
     assert count_parameters(snn) == expected
 
 

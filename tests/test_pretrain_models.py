@@ -5,7 +5,7 @@ import torch
 import torchvision
 from spikingjelly.activation_based import functional
 
-from pipeline.models.resnet_twins import build_twin, count_parameters
+from pipeline.models.resnet_twins import ResNetTwin, count_parameters
 from pipeline.models.spiking import DecayResetLIF, SharpenedReLU, sharpen_bounds
 from pipeline.pretrain.transfer import TransferError, transfer_state
 from tests.tiny_models import twin_config
@@ -17,7 +17,7 @@ from tests.tiny_models import twin_config
 def test_param_counts_and_names_match_torchvision(arch, tv):
     ref = tv()
     for kind in ("ann", "snn"):
-        m = build_twin(twin_config(kind=kind, arch=arch))
+        m = ResNetTwin(twin_config(kind=kind, arch=arch))
         assert count_parameters(m) == count_parameters(ref)
         assert list(m.state_dict()) == list(ref.state_dict())
     assert count_parameters(ref) == {"resnet18": 11_689_512, "resnet34": 21_797_672}[arch]
@@ -63,7 +63,7 @@ def test_sharpened_relu_forward_backward():
 def _tiny(kind, **kw):
     cfg = dict(kind=kind, arch="tiny", width=4, stem="small", num_classes=10, time_steps=2)
     cfg.update(kw)
-    return build_twin(twin_config(**cfg))
+    return ResNetTwin(twin_config(**cfg))
 
 
 def test_transfer_copies_every_tensor_exactly():

@@ -22,8 +22,9 @@ def _twin(kind: str, hidden: int = 6) -> VideoTwin:
         num_classes=5,
         in_channels=3 if kind == "ann" else 2,
         sharpen_epochs=10,
+        decoder_hidden=hidden,
     )
-    return VideoTwin(cfg, decoder_hidden=hidden)
+    return VideoTwin(cfg)
 
 
 def _memories(model: torch.nn.Module) -> list:
@@ -65,8 +66,9 @@ def test_decoder_uses_the_encoders_neuron(neuron, learnable_decay):
         in_channels=2,
         neuron=neuron,
         learnable_decay=learnable_decay,
+        decoder_hidden=6,
     )
-    model = VideoTwin(cfg, decoder_hidden=6)
+    model = VideoTwin(cfg)
     assert type(model.decoder.act) is type(model.encoder.act)
     assert ("decoder.act.w" in model.state_dict()) == learnable_decay
     assert model((torch.rand(2, 2, 4, 8, 10) > 0.7).float()).shape == (2, 5)

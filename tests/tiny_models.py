@@ -21,6 +21,7 @@ PAPER_TWIN: dict[str, Any] = {
     "neuron": "lif",
     "learnable_decay": False,
     "sharpen_epochs": 200,
+    "decoder_hidden": None,
 }
 
 

@@ -272,7 +272,3 @@ class CRNN(Twin):
         else:  # train_ANN.py: the encoder sees one frame at a time (per-frame BN statistics)
             features = torch.stack([self.encoder(x[:, :, t]) for t in range(x.shape[2])], dim=1)
         return self.decoder(features)
-
-
-def build_crnn(cfg: CRNNConfig | dict[str, Any]) -> CRNN:
-    return CRNN(cfg if isinstance(cfg, CRNNConfig) else CRNNConfig(**cfg))

@@ -44,12 +44,15 @@ class TwinConfig:
     neuron: str  # SNN only: "lif" (spikes) or "liaf" (analog output LeakyReLU(u))
     learnable_decay: bool  # SNN only: decay = 1 - sigmoid(w), one scalar w per neuron module
     sharpen_epochs: int
+    decoder_hidden: int | None  # video twin: width of the recurrent decoder; None: no decoder (images, events)
     blocks: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.kind not in ("ann", "snn"):
             raise ValueError(f"unknown twin kind '{self.kind}' (ann, snn)")
         check_neuron(self.neuron, self.decay, self.learnable_decay)
+        if self.decoder_hidden is not None and self.decoder_hidden < 1:
+            raise ValueError(f"decoder_hidden must be a positive width or None, got {self.decoder_hidden}")
         if self.stem not in ("imagenet", "small"):
             raise ValueError(f"unknown stem '{self.stem}' (imagenet, small)")
         if not self.blocks:
@@ -178,12 +181,6 @@ class ResNetTwin(Twin):
         if self.is_snn:
             x = x.mean(0)  # mean over time of the pooled features (linear, so = mean of logits)
         return self.fc(x)
-
-
-def build_twin(cfg: TwinConfig | dict[str, Any]) -> ResNetTwin:
-    if isinstance(cfg, dict):
-        cfg = TwinConfig(**cfg)
-    return ResNetTwin(cfg)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -71,9 +71,12 @@ class VideoTwin(Twin):
     outputs h_t (or spikes s_t), logits = fc(mean over t of h_t) (B, classes).
     """
 
-    def __init__(self, cfg: TwinConfig, decoder_hidden: int) -> None:
+    def __init__(self, cfg: TwinConfig) -> None:
+        if cfg.decoder_hidden is None:
+            raise ValueError("a VideoTwin needs cfg.decoder_hidden (the recurrent decoder's width)")
         super().__init__()
         self.cfg = cfg
+        decoder_hidden = cfg.decoder_hidden
         self.encoder = ResNetTwin(cfg)
         features = self.encoder.fc.in_features
         self.encoder.fc = nn.Identity()  # the decoder's output is classified, not the encoder's

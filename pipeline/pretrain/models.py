@@ -5,40 +5,30 @@
 - `crnn`: the authors' ES-UCF101 model, a small CNN encoder per step + an LSTM decoder
   (pipeline/models/crnn.py); UCF101 formats only.
 
-A checkpoint stores `model_config` (the TwinConfig fields plus `decoder_hidden`, None for the
-ResNet twin; or the CRNNConfig fields), which is all `build_model` needs to rebuild it.
+The SNN block's and the dataset's values go straight into the model's config (a TwinConfig or a
+CRNNConfig), which `build_model` takes. A checkpoint stores that config's `to_dict()` as `model_config`;
+`config_from_dict` reads it back.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from torch import nn
 
-from pipeline.params.configs import ModelParams, PretrainDataset, SnnParams
+from pipeline.models.crnn import CRNN as CRNNModel
+from pipeline.models.crnn import CRNNConfig
 from pipeline.models.resnet_twins import ResNetTwin, TwinConfig
+from pipeline.models.video_twin import VideoTwin
+from pipeline.params.configs import ModelParams, PretrainDataset, SnnParams
 from pipeline.pretrain.datasets import VIDEO_FORMATS, in_channels
 
 CRNN = "crnn"
+ModelConfig = TwinConfig | CRNNConfig
 
 
-def dataset_and_neuron_fields(snn: SnnParams, dataset: PretrainDataset) -> dict[str, Any]:
-    """The twin config's fields set by the dataset (inputs, classes) and the SNN block (neurons): what a
-    transferred SNN takes from its target rather than from the ANN."""
-    return {
-        "in_channels": in_channels(dataset),
-        "num_classes": dataset.num_classes,
-        "time_steps": snn.time_steps,
-        "decay": snn.decay,
-        "threshold": snn.threshold,
-        "neuron": snn.neuron,
-        "learnable_decay": snn.learnable_decay,
-    }
-
-
-def _crnn_config(kind: str, model: ModelParams, snn: SnnParams, dataset: PretrainDataset) -> dict[str, Any]:
-    from pipeline.models.crnn import CRNNConfig
-
+def _crnn_config(kind: str, model: ModelParams, snn: SnnParams, dataset: PretrainDataset) -> CRNNConfig:
     if dataset.format not in VIDEO_FORMATS:
         raise ValueError(
             f"model arch 'crnn' needs a video dataset ({', '.join(VIDEO_FORMATS)}), "
@@ -51,7 +41,7 @@ def _crnn_config(kind: str, model: ModelParams, snn: SnnParams, dataset: Pretrai
             f"model.input_size {list(model.input_size)} differs from the frames' size "
             f"[{dataset.height}, {dataset.width}] (the dataset's height and width)"
         )
-    fields = {k: v for k, v in dataset_and_neuron_fields(snn, dataset).items() if k != "time_steps"}
+    # the clip's steps are the topology's (model.steps), not snn.time_steps
     return CRNNConfig(
         kind=kind,
         input_size=list(model.input_size),
@@ -59,56 +49,71 @@ def _crnn_config(kind: str, model: ModelParams, snn: SnnParams, dataset: Pretrai
         width=model.width,
         decoder_hidden=model.decoder_hidden,
         flatten=model.flatten,
-        **fields,
-    ).to_dict()
+        in_channels=in_channels(dataset),
+        num_classes=dataset.num_classes,
+        decay=snn.decay,
+        threshold=snn.threshold,
+        neuron=snn.neuron,
+        learnable_decay=snn.learnable_decay,
+    )
 
 
 def model_config(
     kind: str, model: ModelParams, snn: SnnParams, dataset: PretrainDataset, sharpen_epochs: int = 1
-) -> dict[str, Any]:
+) -> ModelConfig:
     """The config of a model of `kind` (ann, snn) for `dataset`."""
     if model.arch == CRNN:
         return _crnn_config(kind, model, snn, dataset)  # a ReLU ANN: no sharpening
     crnn_only = [k for k in ("input_size", "steps", "flatten") if getattr(model, k) is not None]
     if crnn_only:
         raise ValueError(f"model.{', model.'.join(crnn_only)}: only for arch crnn (arch is '{model.arch}')")
-    twin = TwinConfig(
+    return TwinConfig(
         kind=kind,
         arch=model.arch,
         width=model.width,
         stem=model.stem,
-        **dataset_and_neuron_fields(snn, dataset),
+        in_channels=in_channels(dataset),
+        num_classes=dataset.num_classes,
+        time_steps=snn.time_steps,
+        decay=snn.decay,
+        threshold=snn.threshold,
+        neuron=snn.neuron,
+        learnable_decay=snn.learnable_decay,
         sharpen_epochs=sharpen_epochs,
+        decoder_hidden=model.decoder_hidden if dataset.format in VIDEO_FORMATS else None,
     )
-    hidden = model.decoder_hidden if dataset.format in VIDEO_FORMATS else None
-    return {**twin.to_dict(), "decoder_hidden": hidden}
 
 
-def transferred_config(ann_config: dict[str, Any], snn: SnnParams, target: PretrainDataset) -> dict[str, Any]:
+def transferred_config(ann: ModelConfig, snn: SnnParams, target: PretrainDataset) -> ModelConfig:
     """The SNN config of a transfer: the ANN's topology (so that the names match), the target's inputs and
     classes, the SNN block's neurons."""
-    fields = dataset_and_neuron_fields(snn, target)
-    if ann_config.get("arch") == CRNN:
-        if target.format not in VIDEO_FORMATS:
-            raise ValueError(
-                f"a crnn ANN transfers to video datasets only ({', '.join(VIDEO_FORMATS)}), "
-                f"target format '{target.format}'"
-            )
-        del fields["time_steps"]  # the clip's steps are the topology's (model.steps)
-    return {**ann_config, "kind": "snn", **fields}
+    if isinstance(ann, CRNNConfig) and target.format not in VIDEO_FORMATS:
+        raise ValueError(
+            f"a crnn ANN transfers to video datasets only ({', '.join(VIDEO_FORMATS)}), "
+            f"target format '{target.format}'"
+        )
+    # a CRNN's steps are its topology's (model.steps); a twin's static-input steps are the SNN block's
+    steps = {} if isinstance(ann, CRNNConfig) else {"time_steps": snn.time_steps}
+    return replace(
+        ann,
+        kind="snn",
+        in_channels=in_channels(target),
+        num_classes=target.num_classes,
+        decay=snn.decay,
+        threshold=snn.threshold,
+        neuron=snn.neuron,
+        learnable_decay=snn.learnable_decay,
+        **steps,
+    )
 
 
-def build_model(config: dict[str, Any]) -> nn.Module:
-    """A CRNN for arch crnn; else a ResNetTwin, or a VideoTwin when the config has a recurrent decoder."""
-    fields = dict(config)
-    if fields.get("arch") == CRNN:
-        from pipeline.models.crnn import build_crnn
+def config_from_dict(stored: dict[str, Any]) -> ModelConfig:
+    """The config a checkpoint's `model_config` was written from."""
+    return CRNNConfig(**stored) if stored.get("arch") == CRNN else TwinConfig(**stored)
 
-        return build_crnn(fields)
-    hidden = fields.pop("decoder_hidden", None)
-    twin = TwinConfig(**fields)
-    if hidden:
-        from pipeline.models.video_twin import VideoTwin
 
-        return VideoTwin(twin, hidden)
-    return ResNetTwin(twin)
+def build_model(config: ModelConfig) -> nn.Module:
+    """A CRNN for a CRNNConfig; else a ResNetTwin, or a VideoTwin when the twin has a recurrent decoder."""
+    if isinstance(config, CRNNConfig):
+        return CRNNModel(config)
+    return VideoTwin(config) if config.decoder_hidden is not None else ResNetTwin(config)

@@ -24,7 +24,7 @@ from pipeline.io import atomic_dir, save_torch, write_json
 from pipeline.models.resnet_twins import count_parameters
 from pipeline.run.precision import Precision
 from pipeline.pretrain.datasets import STATIC_FORMATS, build_loaders, in_channels
-from pipeline.pretrain.models import build_model, model_config
+from pipeline.pretrain.models import ModelConfig, build_model, config_from_dict, model_config
 from pipeline.pretrain.train import PretrainTask, set_body_frozen
 from pipeline.pretrain.weights import import_weights
 from pipeline.run.runtime import pick_device, seed_everything
@@ -51,7 +51,7 @@ class Run:
 @distributed.leaves_process_group
 def _train(
     model: nn.Module,
-    model_cfg: dict[str, Any],
+    model_cfg: ModelConfig,
     run: Run,
     common: PretrainTraining,
     gen: torch.Generator,
@@ -118,7 +118,7 @@ def _train(
 
 
 def _run_config(
-    run: Run, model_cfg: dict[str, Any], recipe: Recipe, common: PretrainTraining, n_params: int, **extra: Any
+    run: Run, model_cfg: ModelConfig, recipe: Recipe, common: PretrainTraining, n_params: int, **extra: Any
 ) -> dict[str, Any]:
     """The run's config.json (also what its resume fingerprint covers)."""
     return {
@@ -126,7 +126,7 @@ def _run_config(
         "run": run.name,
         "dataset": run.dataset_name,
         "data": str(run.data),
-        "model": model_cfg,
+        "model": model_cfg.to_dict(),
         "train": to_dict(recipe),
         "dataset_config": to_dict(run.dataset),
         "seed": common.seed,
@@ -136,17 +136,17 @@ def _run_config(
     }
 
 
-def _ckpt_meta(run: Run, model_cfg: dict[str, Any]) -> dict[str, Any]:
+def _ckpt_meta(run: Run, model_cfg: ModelConfig) -> dict[str, Any]:
     return {
         "role": run.role,
         "run": run.name,
         "dataset": run.dataset_name,
-        "model_config": model_cfg,
+        "model_config": model_cfg.to_dict(),
         **run.meta,
     }
 
 
-def _write_import(model: nn.Module, model_cfg: dict[str, Any], run: Run, common: PretrainTraining) -> None:
+def _write_import(model: nn.Module, model_cfg: ModelConfig, run: Run, common: PretrainTraining) -> None:
     """`ann: {epochs: 0}` with `weights`: the file's weights are the run's checkpoint as they are (no
     training, no evaluation, elapsed 0 s), with the same keys and DVCLive files a trained run has."""
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun every process gets here: one writes
@@ -226,19 +226,20 @@ def finetune_snn(cfg: FinetuneConfig, *, pipe: str, init: Path, data: Path, ckpt
     state = load_checkpoint(init, "transfer")
     if state["pipeline"] != pipe:
         raise ValueError(f"{init}: transfer output of pipeline {state['pipeline']}, expected pipeline {pipe}")
+    config = config_from_dict(state["model_config"])
     check_classes(
-        state["model_config"]["num_classes"],
+        config.num_classes,
         cfg.target.num_classes,
         f"{init}: the transferred SNN",
         f"pretrain.datasets.{target_name}.num_classes",
     )
-    if state["model_config"]["in_channels"] != in_channels(cfg.target):
+    if config.in_channels != in_channels(cfg.target):
         raise ValueError(
-            f"{init}: the transferred SNN takes {state['model_config']['in_channels']} input channels, "
+            f"{init}: the transferred SNN takes {config.in_channels} input channels, "
             f"dataset '{target_name}' has {in_channels(cfg.target)}"
         )
     check_index(data, target_name)
-    model = build_model(state["model_config"])
+    model = build_model(config)
     model.load_state_dict(state["model"])
     rep = state["transfer"]
     warm = cfg.recipe.frozen_warmup_epochs
@@ -259,7 +260,7 @@ def finetune_snn(cfg: FinetuneConfig, *, pipe: str, init: Path, data: Path, ckpt
     run = Run(
         "finetune_snn", pipe, target_name, cfg.target, cfg.recipe, data, ckpt, live, meta, (Path(init),)
     )
-    _train(model, state["model_config"], run, cfg, gen, epoch_hook=hook)
+    _train(model, config, run, cfg, gen, epoch_hook=hook)
 
 
 def train_snn_scratch(cfg: ScratchConfig, *, run: str, data: Path, ckpt: Path, live: Path) -> None:

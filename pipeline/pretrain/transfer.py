@@ -157,7 +157,7 @@ def transfer_state(
 
 def transfer(cfg: TransferConfig, *, pipe: str, ann: Path, out: Path, report: Path) -> None:
     """Build the SNN for the pipeline's target dataset and load the pretrained ANN into it name for name."""
-    from pipeline.pretrain.models import build_model, transferred_config
+    from pipeline.pretrain.models import build_model, config_from_dict, transferred_config
     from pipeline.run.runtime import seed_everything
 
     seed_everything(cfg.seed)
@@ -167,7 +167,7 @@ def transfer(cfg: TransferConfig, *, pipe: str, ann: Path, out: Path, report: Pa
             f"{ann}: checkpoint of ANN run '{state.get('run')}', pipeline {pipe} expects '{cfg.pipeline.ann}'"
         )
     # the topology comes from the ANN so that the names match; inputs, classes and neurons from the target
-    snn_cfg = transferred_config(state["model_config"], cfg.snn, cfg.target)
+    snn_cfg = transferred_config(config_from_dict(state["model_config"]), cfg.snn, cfg.target)
     snn = build_model(snn_cfg)
     rep = transfer_state(state["model"], snn, cfg.pipeline.stem, cfg.pipeline.decoder or "transfer")
     rep.update(
@@ -180,14 +180,14 @@ def transfer(cfg: TransferConfig, *, pipe: str, ann: Path, out: Path, report: Pa
             "ann_epochs": state["epoch"],
             "ann_elapsed_s": state["elapsed_s"],
             "ann_best_val_acc": state.get("best_val_acc"),
-            "snn_config": snn_cfg,
+            "snn_config": snn_cfg.to_dict(),
         }
     )
     save_torch(
         out,
         {
             "model": snn.state_dict(),
-            "model_config": snn_cfg,
+            "model_config": snn_cfg.to_dict(),
             "transfer": rep,
             "role": "transfer",
             "pipeline": pipe,

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from pipeline.checks import CHECKPOINT_KINDS, describe_checkpoint
+from pipeline.pretrain.models import ModelConfig
 
 CLASSIFIER = ("fc.weight", "fc.bias")
 ENCODER = "encoder."  # the video twin's per-step ResNet
@@ -129,10 +130,8 @@ def _problems(state: dict[str, torch.Tensor], target: dict[str, torch.Tensor], v
     return out
 
 
-def import_weights(
-    path: Path, model: nn.Module, model_config: dict[str, Any], run: str, dataset: str
-) -> Imported:
-    """Check the file at `path` against `model` (the ANN twin of `run`, built from `model_config`) and return
+def import_weights(path: Path, model: nn.Module, config: ModelConfig, run: str, dataset: str) -> Imported:
+    """Check the file at `path` against `model` (the ANN twin of `run`, built from `config`) and return
     the state to load into it, the model's own initialisation kept where the file has nothing that fits."""
     state, layout = read_state(path)
     target = model.state_dict()
@@ -140,10 +139,10 @@ def import_weights(
     state = _as_model_names(state, target)
     problems = _problems(state, target, video)
     if problems:
-        arch = ", ".join(f"{k} {model_config.get(k)}" for k in ("width", "stem") if model_config.get(k))
+        arch = ", ".join(f"{k} {getattr(config, k)}" for k in ("width", "stem") if getattr(config, k, None))
         found = [f"the file holds a {_layout_of(state)}"] if _layout_of(state) else []
         raise ValueError(
-            f"{path}: does not fit the {model_config.get('arch')} ANN of run '{run}' ({arch}): "
+            f"{path}: does not fit the {config.arch} ANN of run '{run}' ({arch}): "
             + "; ".join(problems + found)
         )
     merged, new, copied = {}, [], 0
@@ -158,8 +157,7 @@ def import_weights(
             copied += 1
     fc = state.get("fc.weight")
     note = (
-        f"the file's classifier has {fc.shape[0]} classes, dataset '{dataset}' has "
-        f"{model_config['num_classes']}"
+        f"the file's classifier has {fc.shape[0]} classes, dataset '{dataset}' has {config.num_classes}"
         if fc is not None and set(CLASSIFIER) & set(new)
         else "not in the file"
     )
