@@ -149,8 +149,7 @@ class DelaysTask:
         self.model = build_model(
             splits["train"].n_channels, n_classes, variant, cfg.net, self.time_step_ms
         ).to(device)
-        if cfg.positions:
-            self.model.set_sigma(self.sigma(1))
+        self._apply_sigma(1)  # the saved initial state holds epoch 1's kernels
         self.init_state = copy.deepcopy(self.model.state_dict())
         self.net = distributed.wrap(self.model, d, device)
         self.precision = Precision(cfg.runtime.amp, device)
@@ -164,21 +163,21 @@ class DelaysTask:
         self.n_params = count_trainable(self.model)
         self._init_saved = False
 
-    def sigma(self, epoch: int) -> float:
-        """SIG of the Gaussian kernels in 1-based `epoch`; 0 for variants without learned positions (their
-        kernels are integer: fixed delays use a one-hot tap, no delays no kernel)."""
+    def _apply_sigma(self, epoch: int) -> float:
+        """Set and return SIG of the Gaussian kernels in 1-based `epoch`; 0 for variants without learned
+        positions (their kernels are integer: fixed delays use a one-hot tap, no delays no kernel)."""
         if self.cfg.positions is None:
             return 0.0
-        return sigma_at(epoch - 1, self.epochs, self.model.kernel, self.cfg.positions.sigma_final)
+        sigma = sigma_at(epoch - 1, self.epochs, self.model.kernel, self.cfg.positions.sigma_final)
+        self.model.set_sigma(sigma)
+        return sigma
 
     @property
     def optimizers(self) -> list[torch.optim.Optimizer]:
         return [o for o in (self.opt_w, self.opt_p) if o is not None]
 
     def begin_epoch(self, epoch: int) -> dict[str, float]:
-        sigma = self.sigma(epoch)
-        if self.cfg.positions:
-            self.model.set_sigma(sigma)
+        sigma = self._apply_sigma(epoch)
         self.net.train()
         return {
             "lr": self.opt_w.param_groups[0]["lr"],
