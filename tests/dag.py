@@ -8,6 +8,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.drivers.job import JOB_COMMAND, job_argv
 from pipeline.drivers.stage_table import PARAMS_OK
 from tests.conftest import run
 
@@ -44,6 +45,17 @@ def snakemake_jobs(workdir: Path, *extra: str) -> list[Job]:
     return [j for j in jobs if j.name != "all"]
 
 
+def _dvc_command(stage, workdir: Path) -> str:
+    """What a DVC stage runs: its cmd, or for `python -m pipeline job STAGE` the command `job` resolves
+    from the job's id (DVC_STAGE) and the copy's params, without the `--params` it adds."""
+    argv = shlex.split(stage.cmd)
+    if argv[3:4] != [JOB_COMMAND]:
+        return _argv(stage.cmd)
+    resolved = job_argv(["--params", str(workdir / "params.yaml"), stage.addressing])
+    assert resolved[1] == "--params"
+    return " ".join(["python", "-m", "pipeline", resolved[0], *resolved[3:]])
+
+
 def dvc_stages(workdir: Path) -> list[Job]:
     from dvc.repo import Repo
 
@@ -54,7 +66,7 @@ def dvc_stages(workdir: Path) -> list[Job]:
             stages.append(
                 Job(
                     stage.name.split("@")[0],
-                    _argv(stage.cmd),
+                    _dvc_command(stage, workdir),
                     {rel(d) for d in stage.deps if not d.__class__.__name__.startswith("Param")},
                     {rel(o) for o in stage.outs},
                 )

@@ -36,7 +36,7 @@ def _with_ann(name: str) -> dict:
 def test_the_schema_refuses_unsafe_names_in_one_line(name: str) -> None:
     from pipeline.params.load import structure_problems
 
-    for where in ("anns", "baselines", "datasets"):
+    for where in ("anns", "baselines", "datasets", "pipelines"):
         p = _params()
         block = p["pretrain"][where]
         block[name] = copy.deepcopy(next(iter(block.values())))
@@ -47,6 +47,11 @@ def test_the_schema_refuses_unsafe_names_in_one_line(name: str) -> None:
     p = _params()
     p["delays"]["datasets"] = [name]
     assert any(f"name {name!r} is not allowed" in line for line in structure_problems(p))
+    p = _params()
+    sets = p["delays"]["sets"]
+    sets[name] = copy.deepcopy(next(iter(sets.values())))
+    problems = structure_problems(p)
+    assert any(f"name {name!r} is not allowed" in line and "delays.sets" in line for line in problems)
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +99,22 @@ def test_dvc_refuses_an_injected_run_name_and_runs_nothing(project: Path) -> Non
     proc = run(["dvc", "repro", f"pretrain_ann@{name}"], project, check=False, timeout=300)
     assert proc.returncode != 0
     assert f"name {name!r} is not allowed" in proc.stdout + proc.stderr
+    _no_pwned(project)
+
+
+def test_dvc_repro_single_stage_skips_check_params_and_still_runs_no_name(project: Path) -> None:
+    """`dvc repro -s` runs one job without check_params: its command holds no name for a shell to read
+    (a quote in the name would close any quoting), and `job` refuses the name in one line."""
+    name = "x';touch PWNED;'"
+    _set_params(project, _params())
+    run(["dvc", "repro", "delays_synth"], project, timeout=300)  # its inputs exist, as after any run
+    p = _params()
+    p["delays"]["sets"][name] = p["delays"]["sets"]["synth"]
+    _set_params(project, p)
+    proc = run(["dvc", "repro", "-s", f"delays_prepare@{name}"], project, check=False, timeout=300)
+    assert proc.returncode != 0
+    ours = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("error:")]
+    assert len(ours) == 1 and f"name {name!r} is not allowed" in ours[0], proc.stdout + proc.stderr
     _no_pwned(project)
 
 

@@ -29,6 +29,7 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from pipeline.drivers.job import JOB_COMMAND, job_argv
 from pipeline.drivers.stage_table import BY_NAME, COMMANDS
 from pipeline.drivers.stage_spec import Stage
 
@@ -117,6 +118,7 @@ def usage() -> str:
     ]
     lines += [f"  {s.name:<{width}}  {s.doc}" for s in BY_NAME.values()]
     lines += ["", "commands:"]
+    lines.append(f"  {JOB_COMMAND:<{width}}  {(job_argv.__doc__ or '').splitlines()[0]}")
     lines += [
         f"  {n:<{width}}  {(inspect.getdoc(import_target(t)) or '').splitlines()[0]}"
         for n, t in COMMANDS.items()
@@ -152,6 +154,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(usage())
         return 0
     name, rest = argv[0], argv[1:]
+    if name == JOB_COMMAND:  # a job DVC runs: its stage command, resolved here rather than in a shell
+        from pipeline.params.load import ParamsError
+
+        try:
+            job_args = job_argv(rest)
+        except ParamsError as err:
+            print(str(err) if str(err).startswith("error:") else f"error: {err}", file=sys.stderr)
+            return 2
+        sys.argv = [sys.argv[0], *job_args]  # what the job's log records as its command
+        return main(job_args)
     if name not in BY_NAME and name not in COMMANDS:
         hint = name.replace("-", "_")
         suggestion = f" (did you mean {hint}?)" if hint in BY_NAME or hint in COMMANDS else ""

@@ -32,15 +32,10 @@ def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
 _FlowListDumper.add_representer(list, _represent_list)
 
 
-def job_id(stage_name: str, wildcards: Mapping[str, Any]) -> str:
-    """DVC's name of a job: the stage, then `@` and the wildcard values joined by `-` when it fans out."""
-    return f"{stage_name}@{'-'.join(str(v) for v in wildcards.values())}" if wildcards else stage_name
-
-
 def resolve_jobs(params: Mapping[str, Any], selector: str) -> dict[str, dict[str, Any]]:
     """The jobs a selector names (`stage@job`, or a stage: its one job, or all its jobs), by id, as
     their config (plain data); an unknown stage or job is one error line listing what exists."""
-    from pipeline.drivers.stage_spec import jobs
+    from pipeline.drivers.stage_spec import job_id, jobs
     from pipeline.drivers.stage_table import BY_NAME
     from pipeline.params.configs import to_dict
     from pipeline.drivers.resolve import build_config

@@ -200,6 +200,11 @@ def jobs(st: Stage, params: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{}]
 
 
+def job_id(stage_name: str, wildcards: Mapping[str, Any]) -> str:
+    """DVC's name of a job: the stage, then `@` and the wildcard values joined by `-` when it fans out."""
+    return f"{stage_name}@{'-'.join(str(v) for v in wildcards.values())}" if wildcards else stage_name
+
+
 def output_paths(st: Stage, name: str, params: Mapping[str, Any]) -> list[str]:
     """The path of output `name` for every job of the stage."""
     return [expand(st, st.outputs[name].path, params, w) for w in jobs(st, params)]

@@ -1,0 +1,58 @@
+"""`python -m pipeline job STAGE[@JOB]`: how DVC runs a job of a stage that fans out.
+
+DVC pastes the names of runs, sets and variants into its shell commands as they are, and `dvc repro -s`
+skips check_params, so dvc.yaml's commands hold no name: DVC sets DVC_STAGE (the job's id) for every
+command, and this module turns it into the stage's own command line, as list items that no shell reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+from pathlib import Path
+
+from pipeline.drivers.stage_spec import command, expand, job_id, jobs
+from pipeline.params.load import ParamsError, load_params
+
+JOB_COMMAND = "job"
+
+
+def _without_file(address: str) -> str:
+    return address.rpartition("dvc.yaml:")[2]
+
+
+def job_argv(argv: list[str]) -> list[str]:
+    """Run one job as DVC does: STAGE@JOB (as `dvc stage list` prints it), or STAGE with the job in DVC_STAGE.
+
+    Returns the job's stage command line (after `python -m pipeline`): its names and paths resolved from the
+    params file, as list items that never pass through a shell."""
+    from pipeline.drivers.stage_table import BY_NAME
+
+    parser = argparse.ArgumentParser(prog=f"python -m pipeline {JOB_COMMAND}", description=job_argv.__doc__)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="parameter file")
+    parser.add_argument("job", help="STAGE@JOB, or STAGE under DVC (the job from DVC_STAGE)")
+    args = parser.parse_args(argv)
+    # DVC's address of a stage in a dvc.yaml other than the current folder's is `path/dvc.yaml:STAGE@JOB`
+    selector = _without_file(args.job)
+    name = selector.partition("@")[0]
+    if name not in BY_NAME or BY_NAME[name].fanout is None:
+        fanned = ", ".join(n for n, s in BY_NAME.items() if s.fanout is not None)
+        raise ParamsError(f"job '{selector}': '{name}' is not a stage with jobs ({fanned})")
+    if "@" not in selector:
+        from_dvc = _without_file(os.environ.get("DVC_STAGE", ""))
+        if from_dvc.partition("@")[0] != name:
+            raise ParamsError(
+                f"job '{selector}': name one job as STAGE@JOB (`dvc stage list` prints them); under DVC it "
+                f"comes from DVC_STAGE, which holds '{from_dvc}'"
+            )
+        selector = from_dvc
+    st = BY_NAME[name]
+    params = load_params(args.params)  # refuses unsafe names, in one line, before anything runs
+    found = [w for w in jobs(st, params) if job_id(name, w) == selector]
+    if len(found) != 1:
+        known = ", ".join(job_id(name, w) for w in jobs(st, params)) or "none"
+        raise ParamsError(f"unknown job '{selector}' under {args.params} (jobs of {name}: {known})")
+    line = command(st, lambda kind, n, template: shlex.quote(expand(st, template, params, found[0])))
+    stage_argv = shlex.split(line)[3:]  # after `python -m pipeline`
+    return [stage_argv[0], "--params", str(args.params), *stage_argv[1:]]
