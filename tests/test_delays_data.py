@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 
 import h5py
 import numpy as np
@@ -200,6 +201,35 @@ def test_gsc_layout_and_features(tmp_path):
         frames[:101], feat.numpy(), rtol=1e-4, atol=1e-2
     )  # train order: no/2 (1.2 s), no/3, ...
     assert np.isfinite(frames).all()
+
+
+def test_gsc_features_are_the_reference_transform():
+    """LogMel equals the reference's chain (datasets.py build_transform without augmentation), applied one
+    waveform at a time as its dataset does, including f_max 14 kHz at 8 kHz: the bands above 4 kHz are
+    empty, so constant at the dB floor, and the others carry the signal."""
+    from torchaudio.transforms import AmplitudeToDB, MelScale, Resample, Spectrogram
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torchaudio warns about the empty bands
+        reference = torch.nn.Sequential(
+            Resample(16000, 16000 // 2),
+            Spectrogram(n_fft=256, hop_length=80, power=2),
+            MelScale(n_mels=140, sample_rate=16000 // 2, f_min=50, f_max=14000, n_stft=256 // 2 + 1),
+            AmplitudeToDB(),
+        )
+    gen = torch.Generator().manual_seed(0)
+    wavs = torch.randn(4, 16000, generator=gen) * (0.05 + torch.rand(4, 1, generator=gen))
+    wavs[1, 9000:] = 0  # a short clip padded to 1 s
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # LogMel handles the empty-band warning itself
+        feats = gsc.LogMel()(wavs)
+    with torch.no_grad():
+        expected = torch.stack([reference(w[None]).squeeze().t() for w in wavs])
+    assert feats.shape == expected.shape == (4, 101, 140)
+    torch.testing.assert_close(feats, expected, rtol=0, atol=1e-3)  # batch sums differ in the last bits
+    constant = (feats.amax(1) == feats.amin(1)).all(0)
+    assert constant.nonzero().flatten().tolist() == list(range(87, 140))
+    assert (feats[:, :, 87:] == -100.0).all()  # AmplitudeToDB's floor (amin 1e-10)
 
 
 def test_gsc_errors(tmp_path):

@@ -6,14 +6,19 @@ paths of those splits, every other wav is training; folders starting with `_`
 (`_background_noise_`) are not classes. Wav files are read with soundfile
 (torchaudio.load needs torchcodec, which is not installed).
 
-Features follow the DCLS reference: pad/cut to 1 s, resample 16 kHz -> 8 kHz,
-power spectrogram (n_fft 256, hop 80), 140 mel bands from 50 Hz, to dB,
-transposed to (time, mel). Features are computed in chunks of FEATURE_CHUNK
+Features are the DCLS reference's (datasets.py build_transform): pad/cut to
+1 s, resample 16 kHz -> 8 kHz, power spectrogram (n_fft 256, hop 80), 140 mel
+bands from 50 Hz to 14 kHz, to dB, transposed to (time, mel). 14 kHz is above
+the 4 kHz Nyquist frequency of the 8 kHz audio, as in the reference: the mel
+points are spaced over 50 Hz-14 kHz, the 53 bands above 4 kHz have all-zero
+filters and are constant (-100 dB, AmplitudeToDB's floor), and the 87 others
+cover 50 Hz-4 kHz. Features are computed in chunks of FEATURE_CHUNK
 files by worker processes (`FeatureWorkers`) and handed over in order: memory
 holds a few chunks, and the values do not depend on the worker count. An
 unreadable file (empty, truncated, not a wav) is left out and named, for
 delays_prepare to count under max_skipped_fraction.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,6 +38,8 @@ import torchaudio
 SAMPLE_RATE = 16000
 TARGET_RATE = 8000
 N_MELS = 140
+F_MIN = 50.0
+F_MAX = 14000.0  # the reference's, above TARGET_RATE / 2: the top bands are empty
 SPLITS = ("train", "valid", "test")
 LIST_FILES = {"valid": "validation_list.txt", "test": "testing_list.txt"}
 # Waveforms per feature batch (one worker task: about 30 MB of features). Float sums depend on the batch
@@ -44,7 +51,10 @@ def list_classes(root: str | Path) -> list[str]:
     """Word folders (sorted); `_background_noise_` and other `_` folders are not classes."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: GSC root not found (expected one folder per word plus validation_list.txt, testing_list.txt)")
+        raise FileNotFoundError(
+            f"{root}: GSC root not found "
+            "(expected one folder per word plus validation_list.txt, testing_list.txt)"
+        )
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
     if not classes:
         raise FileNotFoundError(f"{root}: no word folders found (expected GSC v0.02 layout)")
@@ -66,7 +76,9 @@ def split_files(root: str | Path) -> tuple[dict[str, list[tuple[str, int]]], lis
     for split, rels in listed.items():
         missing = [r for r in rels if not (root / r).is_file()]
         if missing:
-            raise FileNotFoundError(f"{root / LIST_FILES[split]}: lists {len(missing)} missing file(s), e.g. {missing[0]}")
+            raise FileNotFoundError(
+                f"{root / LIST_FILES[split]}: lists {len(missing)} missing file(s), e.g. {missing[0]}"
+            )
     out: dict[str, list[tuple[str, int]]] = {s: [] for s in SPLITS}
     for label, word in enumerate(classes):
         for wav in sorted((root / word).glob("*.wav")):
@@ -118,22 +130,24 @@ def _missing_data_bytes(path: str | Path) -> int:
 
 
 class LogMel(torch.nn.Module):
-    """(N, 16000) waveforms at 16 kHz -> (N, 101, 140) mel power in dB."""
+    """(N, 16000) waveforms at 16 kHz -> (N, 101, 140) mel power in dB, the reference's transforms."""
 
     def __init__(self) -> None:
         super().__init__()
         self.resample = torchaudio.transforms.Resample(SAMPLE_RATE, TARGET_RATE)
+        self.spectrogram = torchaudio.transforms.Spectrogram(n_fft=256, hop_length=80, power=2.0)
         with warnings.catch_warnings():
-            # 140 bands over 129 FFT bins leaves some filters empty, as in the reference.
-            warnings.simplefilter("ignore")
-            self.mel = torchaudio.transforms.MelSpectrogram(
-                sample_rate=TARGET_RATE, n_fft=256, hop_length=80, n_mels=N_MELS, f_min=50.0, power=2.0
+            # The bands above 4 kHz (F_MAX is beyond the Nyquist frequency) have all-zero filters, which
+            # torchaudio warns about: they are kept, as the reference's features have them.
+            warnings.filterwarnings("ignore", message="At least one mel filterbank has all zero values")
+            self.mel = torchaudio.transforms.MelScale(
+                n_mels=N_MELS, sample_rate=TARGET_RATE, f_min=F_MIN, f_max=F_MAX, n_stft=256 // 2 + 1
             )
         self.to_db = torchaudio.transforms.AmplitudeToDB(stype="power")
 
     @torch.no_grad()
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        return self.to_db(self.mel(self.resample(wav))).transpose(1, 2).contiguous()
+        return self.to_db(self.mel(self.spectrogram(self.resample(wav)))).transpose(1, 2).contiguous()
 
 
 class FeatureChunk(NamedTuple):
@@ -153,8 +167,9 @@ class FeatureWorkers:
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or len(os.sched_getaffinity(0))
-        self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_start_worker)
+        self._pool = ProcessPoolExecutor(
+            self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker
+        )
 
     def chunks(self, root: str | Path, items: list[tuple[str, int]]) -> Iterator[FeatureChunk]:
         """Features of the wav files `items` (relative path, label) in chunks of FEATURE_CHUNK files, in
