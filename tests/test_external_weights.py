@@ -160,15 +160,15 @@ def test_a_file_that_does_not_fit_stops_the_cli_with_one_line_and_writes_nothing
 
 
 def _ann(params: dict) -> tuple[torch.nn.Module, dict]:
-    from pipeline.params.configs import ModelParams, PretrainDataset, SnnParams
-    from pipeline.pretrain.models import model_config
+    from pipeline.params.configs import ModelParams, PretrainDataset
+    from pipeline.pretrain.models import ann_config
 
     pre = params["pretrain"]
-    config = model_config(
-        "ann",
+    config = ann_config(
         ModelParams(**{**pre["model"], **pre["anns"]["tv18"]["model"]}),
-        SnnParams(**pre["snn"]),
         PretrainDataset(**pre["datasets"]["tiny"]),
+        threshold=pre["snn"]["threshold"],
+        sharpen_epochs=1,
     )
     return build_model(config), config
 

@@ -2,11 +2,12 @@
 
 The stage table (pipeline/drivers/stage_table.py) makes each declared key a dependency of the stage's
 jobs: edit it and both drivers rerun the job. A key that changes nothing reruns jobs for nothing (as
-`delays.recipe.lr` did while OneCycleLR overwrote it). For delays_train and train_snn_scratch, every leaf
-under the stage's dependency keys (pipeline/drivers/stage_spec.py dependency_keys) is set to another valid
-value, a tiny job runs in-process, and its history or checkpoint must differ from the unperturbed run's. A
-key declared `param(..., rerun=False)` is not a dependency and is not perturbed; the keys that cannot change
-a tiny CPU run are listed below, each with the reason.
+`delays.recipe.lr` did while OneCycleLR overwrote it, and the SNN's decay did for the ANN). For
+delays_train, train_snn_scratch and pretrain_ann, every leaf under the stage's dependency keys
+(pipeline/drivers/stage_spec.py dependency_keys) is set to another valid value, a tiny job runs
+in-process, and its history or checkpoint must differ from the unperturbed run's. A key declared
+`param(..., rerun=False)` is not a dependency and is not perturbed; the keys that cannot change a tiny CPU
+run are listed below, each with the reason.
 """
 
 from __future__ import annotations
@@ -203,6 +204,7 @@ def digits_data(tmp_path_factory) -> tuple[dict[str, Any], Path]:
     pre["snn"]["time_steps"] = 2
     pre["datasets"]["digits"].update(image_size=8, root=str(tmp / "img"))
     pre["scratch"].update(epochs=2, batch_size=256)
+    pre["ann"].update(epochs=2, batch_size=256, sharpen_epochs=4)
     raise_problems(structure_problems(p))
     call_stage("images_embedded", p, out=tmp / "img")
     return p, tmp
@@ -219,3 +221,40 @@ def test_every_train_snn_scratch_key_changes_the_run(digits_data) -> None:
         return outcome(out / "live", out / "ckpt.pt")
 
     check_every_key(params, "train_snn_scratch", {"run": "digits"}, SCRATCH_CHANGES, SCRATCH_UNCHANGED, train)
+
+
+# ---- paper A: pretrain_ann ----------------------------------------------------------------------------
+
+ANN_CHANGES = {  # the scratch run's changes, with the ANN's recipe block and the one neuron key it reads
+    **{k: v for k, v in SCRATCH_CHANGES.items() if not k.startswith(("pretrain.snn.", "pretrain.scratch."))},
+    **{
+        k.replace("pretrain.scratch.", "pretrain.ann."): v
+        for k, v in SCRATCH_CHANGES.items()
+        if k.startswith("pretrain.scratch.")
+    },
+    "pretrain.ann.sharpen_epochs": 1,
+    "pretrain.snn.threshold": 0.6,  # the sharpened ReLU's ceiling and the BN init
+}
+ANN_UNCHANGED = {
+    **{
+        k: why
+        for k, why in SCRATCH_UNCHANGED.items()
+        if not k.startswith(("pretrain.baselines.", "pretrain.scratch."))
+    },
+    "pretrain.anns.digits.dataset": "names another dataset, whose data come as another --data input",
+    "pretrain.ann.milestones": "read by the multistep schedule only; the recipe's schedule is cosine",
+    "pretrain.ann.gamma": "read by the multistep schedule only; the recipe's schedule is cosine",
+}
+
+
+def test_every_pretrain_ann_key_changes_the_run(digits_data) -> None:
+    """The ANN declares only the neuron key it reads (threshold): a change of decay, neuron or time steps
+    retrains no ANN."""
+    params, tmp = digits_data
+
+    def train(p: dict[str, Any], name: Path) -> tuple:
+        out = tmp / "ann_runs" / name
+        call_stage("pretrain_ann", p, ann="digits", data=tmp / "img", ckpt=out / "ckpt.pt", live=out / "live")
+        return outcome(out / "live", out / "ckpt.pt")
+
+    check_every_key(params, "pretrain_ann", {"ann": "digits"}, ANN_CHANGES, ANN_UNCHANGED, train)

@@ -129,7 +129,8 @@ class AnnConfig(PretrainTraining):
     run: AnnRun = param("pretrain.anns.{ann}")
     dataset: PretrainDataset = param("pretrain.datasets.{ann.dataset}")
     model: ModelParams = param("pretrain.model", override="pretrain.anns.{ann}.model")
-    snn: SnnParams = param("pretrain.snn")  # the threshold shapes the sharpened ReLU and the BN init
+    # the sharpened ReLU's ceiling and the BN init; the other neuron keys are the SNN's (transfer, scratch)
+    threshold: float = param("pretrain.snn.threshold")
     recipe: AnnRecipe = param("pretrain.ann", override="pretrain.anns.{ann}.ann")
 
 

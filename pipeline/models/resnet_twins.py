@@ -38,11 +38,11 @@ class TwinConfig:
     stem: str  # "imagenet": 7x7/2 + maxpool; "small": 3x3/1, no maxpool
     in_channels: int
     num_classes: int
-    time_steps: int  # SNN steps for static (direct) input; event input brings its own T
-    decay: float
-    threshold: float
-    neuron: str  # SNN only: "lif" (spikes) or "liaf" (analog output LeakyReLU(u))
-    learnable_decay: bool  # SNN only: decay = 1 - sigmoid(w), one scalar w per neuron module
+    time_steps: int | None  # SNN only: steps for static (direct) input; event input brings its own T
+    decay: float | None  # SNN only
+    threshold: float  # the SNN's firing threshold; the ANN's sharpened-ReLU ceiling; both: the BN init
+    neuron: str | None  # SNN only: "lif" (spikes) or "liaf" (analog output LeakyReLU(u))
+    learnable_decay: bool | None  # SNN only: decay = 1 - sigmoid(w), one scalar w per neuron module
     sharpen_epochs: int
     decoder_hidden: int | None  # video twin: width of the recurrent decoder; None: no decoder (images, events)
     blocks: list[int] = field(default_factory=list)
@@ -50,7 +50,11 @@ class TwinConfig:
     def __post_init__(self) -> None:
         if self.kind not in ("ann", "snn"):
             raise ValueError(f"unknown twin kind '{self.kind}' (ann, snn)")
-        check_neuron(self.neuron, self.decay, self.learnable_decay)
+        if self.kind == "snn":  # an ANN ignores the neuron keys (a checkpoint of an older ANN may hold them)
+            neuron_keys = (self.time_steps, self.decay, self.neuron, self.learnable_decay)
+            if any(value is None for value in neuron_keys):
+                raise ValueError("an SNN twin needs time_steps, decay, neuron and learnable_decay")
+            check_neuron(self.neuron, self.decay, self.learnable_decay)
         if self.decoder_hidden is not None and self.decoder_hidden < 1:
             raise ValueError(f"decoder_hidden must be a positive width or None, got {self.decoder_hidden}")
         if self.stem not in ("imagenet", "small"):

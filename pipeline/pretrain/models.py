@@ -28,7 +28,9 @@ CRNN = "crnn"
 ModelConfig = TwinConfig | CRNNConfig
 
 
-def _crnn_config(kind: str, model: ModelParams, snn: SnnParams, dataset: PretrainDataset) -> CRNNConfig:
+def _crnn_config(
+    kind: str, model: ModelParams, dataset: PretrainDataset, snn: SnnParams | None
+) -> CRNNConfig:
     if dataset.format not in VIDEO_FORMATS:
         raise ValueError(
             f"model arch 'crnn' needs a video dataset ({', '.join(VIDEO_FORMATS)}), "
@@ -41,7 +43,15 @@ def _crnn_config(kind: str, model: ModelParams, snn: SnnParams, dataset: Pretrai
             f"model.input_size {list(model.input_size)} differs from the frames' size "
             f"[{dataset.height}, {dataset.width}] (the dataset's height and width)"
         )
-    # the clip's steps are the topology's (model.steps), not snn.time_steps
+    # the clip's steps are the topology's (model.steps), not snn.time_steps; a ReLU ANN has no neuron keys
+    # (CRNNConfig keeps its defaults there, which it never reads)
+    neuron = (
+        {}
+        if snn is None
+        else dict(
+            decay=snn.decay, threshold=snn.threshold, neuron=snn.neuron, learnable_decay=snn.learnable_decay
+        )
+    )
     return CRNNConfig(
         kind=kind,
         input_size=list(model.input_size),
@@ -51,24 +61,52 @@ def _crnn_config(kind: str, model: ModelParams, snn: SnnParams, dataset: Pretrai
         flatten=model.flatten,
         in_channels=in_channels(dataset),
         num_classes=dataset.num_classes,
-        decay=snn.decay,
-        threshold=snn.threshold,
-        neuron=snn.neuron,
-        learnable_decay=snn.learnable_decay,
+        **neuron,
     )
 
 
-def model_config(
-    kind: str, model: ModelParams, snn: SnnParams, dataset: PretrainDataset, sharpen_epochs: int = 1
-) -> ModelConfig:
-    """The config of a model of `kind` (ann, snn) for `dataset`."""
-    if model.arch == CRNN:
-        return _crnn_config(kind, model, snn, dataset)  # a ReLU ANN: no sharpening
+def _refuse_crnn_keys(model: ModelParams) -> None:
     crnn_only = [k for k in ("input_size", "steps", "flatten") if getattr(model, k) is not None]
     if crnn_only:
         raise ValueError(f"model.{', model.'.join(crnn_only)}: only for arch crnn (arch is '{model.arch}')")
+
+
+def _decoder_hidden(model: ModelParams, dataset: PretrainDataset) -> int | None:
+    return model.decoder_hidden if dataset.format in VIDEO_FORMATS else None
+
+
+def ann_config(
+    model: ModelParams, dataset: PretrainDataset, threshold: float, sharpen_epochs: int
+) -> ModelConfig:
+    """The ANN's config for `dataset`: the sharpened ReLU reads the SNN's threshold (its ceiling, and the BN
+    weights' start) and nothing else of the neuron; the transfer sets the SNN's neuron keys."""
+    if model.arch == CRNN:
+        return _crnn_config("ann", model, dataset, None)  # a plain ReLU ANN: no sharpening, no threshold
+    _refuse_crnn_keys(model)
     return TwinConfig(
-        kind=kind,
+        kind="ann",
+        arch=model.arch,
+        width=model.width,
+        stem=model.stem,
+        in_channels=in_channels(dataset),
+        num_classes=dataset.num_classes,
+        time_steps=None,
+        decay=None,
+        threshold=threshold,
+        neuron=None,
+        learnable_decay=None,
+        sharpen_epochs=sharpen_epochs,
+        decoder_hidden=_decoder_hidden(model, dataset),
+    )
+
+
+def snn_config(model: ModelParams, dataset: PretrainDataset, snn: SnnParams) -> ModelConfig:
+    """The config of an SNN trained from scratch on `dataset`."""
+    if model.arch == CRNN:
+        return _crnn_config("snn", model, dataset, snn)
+    _refuse_crnn_keys(model)
+    return TwinConfig(
+        kind="snn",
         arch=model.arch,
         width=model.width,
         stem=model.stem,
@@ -79,8 +117,8 @@ def model_config(
         threshold=snn.threshold,
         neuron=snn.neuron,
         learnable_decay=snn.learnable_decay,
-        sharpen_epochs=sharpen_epochs,
-        decoder_hidden=model.decoder_hidden if dataset.format in VIDEO_FORMATS else None,
+        sharpen_epochs=1,  # read by the ANN's sharpened ReLU only
+        decoder_hidden=_decoder_hidden(model, dataset),
     )
 
 

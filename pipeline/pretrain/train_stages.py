@@ -24,7 +24,7 @@ from pipeline.io import atomic_dir, save_torch, write_json
 from pipeline.models.resnet_twins import count_parameters
 from pipeline.run.precision import Precision
 from pipeline.pretrain.datasets import STATIC_FORMATS, build_loaders, in_channels
-from pipeline.pretrain.models import ModelConfig, build_model, config_from_dict, model_config
+from pipeline.pretrain.models import ModelConfig, ann_config, build_model, config_from_dict, snn_config
 from pipeline.pretrain.train import PretrainTask, set_body_frozen
 from pipeline.pretrain.weights import import_weights
 from pipeline.run.runtime import pick_device, seed_everything
@@ -201,7 +201,7 @@ def pretrain_ann(cfg: AnnConfig, *, ann: str, data: Path, ckpt: Path, live: Path
             "which this run does not name"
         )
     check_index(data, cfg.run.dataset)
-    config = model_config("ann", cfg.model, cfg.snn, cfg.dataset, cfg.recipe.sharpen_epochs)
+    config = ann_config(cfg.model, cfg.dataset, cfg.threshold, cfg.recipe.sharpen_epochs)
     model = build_model(config)  # seeded: what the file does not hold (a new classifier) is reproducible
     meta: dict[str, Any] = {}
     inputs: tuple[Path, ...] = ()
@@ -266,7 +266,7 @@ def finetune_snn(cfg: FinetuneConfig, *, pipe: str, init: Path, data: Path, ckpt
 def train_snn_scratch(cfg: ScratchConfig, *, run: str, data: Path, ckpt: Path, live: Path) -> None:
     """Baseline: the same SNN topology trained from random initialisation."""
     gen = seed_everything(cfg.seed)
-    config = model_config("snn", cfg.model, cfg.snn, cfg.dataset)
+    config = snn_config(cfg.model, cfg.dataset, cfg.snn)
     model = build_model(config)
     check_index(data, cfg.run.dataset)
     _train(
