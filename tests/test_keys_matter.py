@@ -258,3 +258,67 @@ def test_every_pretrain_ann_key_changes_the_run(digits_data) -> None:
         return outcome(out / "live", out / "ckpt.pt")
 
     check_every_key(params, "pretrain_ann", {"ann": "digits"}, ANN_CHANGES, ANN_UNCHANGED, train)
+
+
+# ---- paper A: finetune_snn ----------------------------------------------------------------------------
+
+FINETUNE_CHANGES = {
+    "pretrain.seed": 1,
+    "max_epochs": 1,
+    **RUNTIME_CHANGES,
+    "pretrain.datasets.digits.image_size": 10,
+    "pretrain.datasets.digits.augment": True,
+    "pretrain.datasets.digits.normalize": True,
+    "pretrain.finetune.epochs": 3,
+    "pretrain.finetune.batch_size": 128,
+    "pretrain.finetune.optimizer": "adam",
+    "pretrain.finetune.lr": 0.05,
+    "pretrain.finetune.lr_reference_batch": 128,
+    "pretrain.finetune.momentum": 0.5,
+    "pretrain.finetune.weight_decay": 0.01,
+    "pretrain.finetune.schedule": "cosine",
+    "pretrain.finetune.milestones": [],
+    "pretrain.finetune.gamma": 0.5,
+    "pretrain.finetune.frozen_warmup_epochs": 1,
+}
+FINETUNE_UNCHANGED = {
+    **{
+        k: why
+        for k, why in SCRATCH_UNCHANGED.items()
+        if k.startswith("pretrain.datasets.") or k in RUNTIME_UNCHANGED
+    },
+    "pretrain.num_workers": SCRATCH_UNCHANGED["pretrain.num_workers"],
+    "max_skipped_fraction": SCRATCH_UNCHANGED["max_skipped_fraction"],
+    "pretrain.pipelines.pipeS.ann": "names the ANN, whose transfer comes as the --init input",
+    "pretrain.pipelines.pipeS.stem": "read by the transfer, whose output comes as the --init input",
+    "pretrain.pipelines.pipeS.target": "names another dataset, whose data come as another --data input",
+    "pretrain.pipelines.pipeS.baseline": (
+        "recorded in the run's config.json, where the report reads which scratch run the pipeline is "
+        "compared with: that output changes, the training does not"
+    ),
+}
+
+
+def test_every_finetune_snn_key_changes_the_run(digits_data) -> None:
+    params, tmp = digits_data
+    p = copy.deepcopy(params)
+    p["pretrain"]["finetune"].update(epochs=2, milestones=[1], batch_size=256)
+    init = tmp / "pipeS_init.pt"
+    ann = tmp / "pipeS_ann"
+    call_stage("pretrain_ann", p, ann="digits", data=tmp / "img", ckpt=ann / "ckpt.pt", live=ann / "live")
+    call_stage("transfer", p, pipe="pipeS", ann=ann / "ckpt.pt", out=init, report=tmp / "pipeS_transfer.json")
+
+    def train(q: dict[str, Any], name: Path) -> tuple:
+        out = tmp / "finetune_runs" / name
+        call_stage(
+            "finetune_snn",
+            q,
+            pipe="pipeS",
+            init=init,
+            data=tmp / "img",
+            ckpt=out / "ckpt.pt",
+            live=out / "live",
+        )
+        return outcome(out / "live", out / "ckpt.pt")
+
+    check_every_key(p, "finetune_snn", {"pipe": "pipeS"}, FINETUNE_CHANGES, FINETUNE_UNCHANGED, train)
