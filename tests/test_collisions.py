@@ -137,7 +137,7 @@ def test_ctrl_c_prints_one_line_exits_130_and_keeps_the_resume_state(work: Path)
 
 def _tiny_project(dst: Path) -> Path:
     """A project copy with tests/test_pipeline_e2e.py's sizes and one run of each kind: 12 jobs."""
-    from tests.test_pipeline_e2e import tiny
+    from tests.conftest import tiny
 
     params = tiny(yaml.safe_load((REPO / "params.yaml").read_text()))
     params["delays"]["variants"] = ["learned_delay"]

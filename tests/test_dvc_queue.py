@@ -1,9 +1,10 @@
-"""A small sweep through DVC's experiment queue, as the README documents it, on a tiny copy of the project:
-`make run` (Snakemake, then its outputs recorded in DVC's cache), the README's commit step, `dvc exp run
---queue -S ...` twice, `dvc queue start -j 2`, `dvc queue status`, `dvc exp show`.
+"""A small sweep through DVC's experiment queue, as the README documents it, on a tiny copy of the project
+after `make run` (Snakemake, then its outputs recorded in DVC's cache; a copy of the session's run): the
+README's commit step, `dvc exp run --queue -S ...` twice, `dvc queue start -j 2`, `dvc queue status`,
+`dvc exp show`.
 
 Each queued experiment must rerun only the jobs that declare the swept key: the learned-delay runs'
-training and evaluation and the report (and DVC's own parameter check), never the data stages, the other
+training and evaluation and the report (and DVC's own parameter check), never the data stages, the other two
 variants or paper A, because `make run` left DVC's cache complete.
 """
 
@@ -18,10 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import REPO, VENV_BIN, copy_project, run
-from tests.test_pipeline_e2e import tiny
+from tests.conftest import REPO, VENV_BIN, copy_ran_project, run
 
 pytestmark = pytest.mark.e2e
 
@@ -102,13 +101,9 @@ def experiments(show: list[dict]) -> dict[str, dict]:
     return found
 
 
-def test_queued_sweep_runs_two_experiments_side_by_side(tmp_path: Path) -> None:
+def test_queued_sweep_runs_two_experiments_side_by_side(ran_tiny_project: Path, tmp_path: Path) -> None:
     t0 = time.perf_counter()
-    params = tiny(yaml.safe_load((REPO / "params.yaml").read_text()))
-    params["delays"]["variants"] = ["no_delay", "learned_delay"]
-    work = copy_project(tmp_path, params, commit=True).resolve()
-    # the README's main job on the tiny copy (-o venv: the test's own venv, never a new one)
-    run(["make", "-o", "venv", "run", f"VENV={VENV_BIN.parent}", "CORES=2"], cwd=work)
+    work = copy_ran_project(ran_tiny_project, tmp_path.resolve())  # the README's main job, done
     assert "Data and pipelines are up to date" in run(["dvc", "status"], cwd=work).stdout
     commit, *queue, start, status, view = readme_sweep()
     assert start == "dvc queue start -j 2" and status == "dvc queue status"
@@ -168,4 +163,4 @@ def test_queued_sweep_runs_two_experiments_side_by_side(tmp_path: Path) -> None:
         assert {"test_acc", "test_loss", "valid_acc", "best_test_acc"} <= set(results[name])
     a, b = results.values()
     assert a["test_loss"] != b["test_loss"]  # the swept parameter changed the trained model
-    print(f"baseline repro + commits {t_repro:.1f} s, queue of 2 with -j 2 {t_queue:.1f} s")
+    print(f"baseline copy + commits {t_repro:.1f} s, queue of 2 with -j 2 {t_queue:.1f} s")

@@ -1,7 +1,7 @@
-"""End to end: both drivers run the real DAG with tiny parameters in one project copy. A second run
-does nothing; a changed parameter reruns exactly the stages that read it (a training key never
-re-prepares data); the command line's config reaches the stages; bad parameters stop both drivers
-before anything is deleted; a killed stage is rerun and resumes."""
+"""End to end: both drivers run the real DAG with tiny parameters in one project copy, a copy of the
+session's finished `make run`. A second run does nothing; a changed parameter reruns exactly the stages
+that read it (a training key never re-prepares data); the command line's config reaches the stages; bad
+parameters stop both drivers before anything is deleted; a killed stage is rerun and resumes."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from pipeline.io import read_json
-from tests.conftest import REPO, copy_project, run
+from tests.conftest import REPO, copy_ran_project, run
 from tests.project_copy import commit_all
 
 pytestmark = pytest.mark.e2e
@@ -26,24 +26,9 @@ DELAY_JOBS = {
 }
 
 
-def tiny(params: dict) -> dict:
-    d = params["delays"]
-    d["seeds"] = [0]
-    d["synth"].update(n_train=150, n_test=60)
-    d["sets"]["synth"]["train"].update(epochs=2, hidden=[16, 16], batch_size=32)
-    p = params["pretrain"]
-    p["model"].update(width=4, decoder_hidden=16)
-    p["motion"].update(clips_per_class_train=4, clips_per_class_val=2)
-    for block in ("ann", "finetune", "scratch"):
-        p[block]["epochs"] = 1
-    p["finetune"]["milestones"] = [1]
-    return params
-
-
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    params = tiny(yaml.safe_load((REPO / "params.yaml").read_text()))
-    return copy_project(tmp_path_factory.mktemp("e2e"), params, commit=True)
+def project(ran_tiny_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_ran_project(ran_tiny_project, tmp_path_factory.mktemp("e2e"))
 
 
 def _set(work: Path, dotted: str, value) -> None:
@@ -68,7 +53,8 @@ def _planned(work: Path, *extra: str) -> list[str]:
 
 
 def test_snakemake_runs_caches_and_reruns_only_what_a_param_touches(project: Path) -> None:
-    run(["snakemake", "--cores", "2"], cwd=project)
+    """Snakemake ran everything (in `make run`, the project's fixture): its results, logs, a no-op second run,
+    and the jobs a changed key plans."""
     for table in ("delays", "pretrain"):
         assert (project / "results" / "tables" / f"{table}.md").stat().st_size > 0
     metrics = json.loads((project / "results" / "metrics.json").read_text())
@@ -84,6 +70,11 @@ def test_snakemake_runs_caches_and_reruns_only_what_a_param_touches(project: Pat
     }
 
     logs = sorted((project / "logs").rglob("*.log"))
+    dvc_only = project / "logs/check_params.log"  # DVC's own stage: make run's `dvc repro check_params`
+    assert dvc_only in logs
+    logs.remove(dvc_only)
+    lines = dvc_only.read_text().splitlines()  # it prints nothing: the log says what ran and when it ended
+    assert "python -m pipeline check_params" in lines[0] and "ended after" in lines[-1], lines
     assert len(logs) >= 20
     for log in logs:  # every stage's log says what ran and holds what the stage printed
         lines = log.read_text().splitlines()
@@ -167,9 +158,15 @@ def test_bad_params_stop_snakemake_with_one_line(project: Path) -> None:
 
 def test_dvc_commit_adopts_a_snakemake_run(project: Path) -> None:
     """After a Snakemake run with params.yaml as it is, the two commands of docs/pipeline.md record its
-    outputs, so DVC does not rerun every stage to learn what Snakemake already computed."""
+    outputs, so DVC does not rerun every stage to learn what Snakemake already computed. `make run` left
+    DVC up to date: a changed learned-delay key makes Snakemake rerun jobs that DVC has not seen."""
+    run(["snakemake", "--cores", "2"], cwd=project)  # whatever an earlier test left out of date
+    _set(project, "delays.variant_recipe.learned_delay.lr_positions", 0.02)  # not the README's 0.05
+    assert _planned(project) == ["delays_evaluate", "delays_train", "report"]
     run(["snakemake", "--cores", "2"], cwd=project)
-    assert "Data and pipelines are up to date" not in run(["dvc", "status"], cwd=project).stdout
+    status = run(["dvc", "status"], cwd=project).stdout
+    assert "Data and pipelines are up to date" not in status
+    assert "delays_train@synth-learned_delay-0" in status
     ckpt = project / "models/delays/synth/learned_delay/s0/best.pt"
     before = ckpt.read_bytes()
     ran = run(
