@@ -124,3 +124,24 @@ def test_what_resolves_a_config_is_a_code_dependency_of_every_stage() -> None:
             continue
         deps = set((entry.get("do") or entry)["deps"])
         assert resolving <= deps, f"{name} lacks {sorted(resolving - deps)}"
+
+
+def test_a_changed_command_template_changes_the_dvc_command_and_a_stale_one_is_refused() -> None:
+    """DVC's job commands hold no arguments: their --form hash of the stage's command template changes the
+    command (so DVC reruns the jobs) when an option or path template does, and `job` refuses a stale one."""
+    from pipeline.drivers.job import form, job_argv
+    from pipeline.drivers.stage_table import stage
+    from pipeline.params.load import ParamsError
+
+    train = stage("delays_train")
+    extra = dataclasses.replace(train, args={**train.args, "note": "x"})
+    assert form(extra) != form(train)
+    job = "delays_train@synth-learned_delay-0"
+    argv = job_argv(["--params", str(REPO / "params.yaml"), job, "--form", form(train)])
+    assert argv[:3] == ["delays_train", "--params", str(REPO / "params.yaml")] and "--variant" in argv
+    try:
+        job_argv(["--params", str(REPO / "params.yaml"), job, "--form", form(extra)])
+    except ParamsError as err:
+        assert "python -m pipeline dvc_yaml" in str(err)
+    else:
+        raise AssertionError("a stale --form was accepted")

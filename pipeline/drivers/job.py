@@ -8,14 +8,21 @@ command, and this module turns it into the stage's own command line, as list ite
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shlex
 from pathlib import Path
 
-from pipeline.drivers.stage_spec import command, expand, job_id, jobs
+from pipeline.drivers.stage_spec import Stage, command, expand, job_id, jobs
 from pipeline.params.load import ParamsError, load_params
 
 JOB_COMMAND = "job"
+
+
+def form(st: Stage) -> str:
+    """A short hash of the stage's command template (options, path templates, constant values): part of
+    dvc.yaml's command, so that DVC reruns the jobs when the command they run changes."""
+    return hashlib.sha256(command(st, lambda kind, n, template: template).encode()).hexdigest()[:12]
 
 
 def _without_file(address: str) -> str:
@@ -32,6 +39,7 @@ def job_argv(argv: list[str]) -> list[str]:
     parser = argparse.ArgumentParser(prog=f"python -m pipeline {JOB_COMMAND}", description=job_argv.__doc__)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="parameter file")
     parser.add_argument("job", help="STAGE@JOB, or STAGE under DVC (the job from DVC_STAGE)")
+    parser.add_argument("--form", help="the command template's hash dvc.yaml was generated with")
     args = parser.parse_args(argv)
     # DVC's address of a stage in a dvc.yaml other than the current folder's is `path/dvc.yaml:STAGE@JOB`
     selector = _without_file(args.job)
@@ -48,6 +56,8 @@ def job_argv(argv: list[str]) -> list[str]:
             )
         selector = from_dvc
     st = BY_NAME[name]
+    if args.form is not None and args.form != form(st):
+        raise ParamsError(f"dvc.yaml is older than stage {name}'s command: run `python -m pipeline dvc_yaml`")
     params = load_params(args.params)  # refuses unsafe names, in one line, before anything runs
     found = [w for w in jobs(st, params) if job_id(name, w) == selector]
     if len(found) != 1:
