@@ -28,9 +28,8 @@ CRNN = "crnn"
 ModelConfig = TwinConfig | CRNNConfig
 
 
-def _crnn_config(
-    kind: str, model: ModelParams, dataset: PretrainDataset, snn: SnnParams | None
-) -> CRNNConfig:
+def _crnn_config(model: ModelParams, dataset: PretrainDataset) -> CRNNConfig:
+    """The ReLU ANN's CRNN: its neuron keys keep CRNNConfig's defaults, which it never reads."""
     if dataset.format not in VIDEO_FORMATS:
         raise ValueError(
             f"model arch 'crnn' needs a video dataset ({', '.join(VIDEO_FORMATS)}), "
@@ -43,17 +42,8 @@ def _crnn_config(
             f"model.input_size {list(model.input_size)} differs from the frames' size "
             f"[{dataset.height}, {dataset.width}] (the dataset's height and width)"
         )
-    # the clip's steps are the topology's (model.steps), not snn.time_steps; a ReLU ANN has no neuron keys
-    # (CRNNConfig keeps its defaults there, which it never reads)
-    neuron = (
-        {}
-        if snn is None
-        else dict(
-            decay=snn.decay, threshold=snn.threshold, neuron=snn.neuron, learnable_decay=snn.learnable_decay
-        )
-    )
-    return CRNNConfig(
-        kind=kind,
+    return CRNNConfig(  # the clip's steps are the topology's (model.steps), not snn.time_steps
+        kind="ann",
         input_size=list(model.input_size),
         steps=model.steps,
         width=model.width,
@@ -61,7 +51,6 @@ def _crnn_config(
         flatten=model.flatten,
         in_channels=in_channels(dataset),
         num_classes=dataset.num_classes,
-        **neuron,
     )
 
 
@@ -81,7 +70,7 @@ def ann_config(
     """The ANN's config for `dataset`: the sharpened ReLU reads the SNN's threshold (its ceiling, and the BN
     weights' start) and nothing else of the neuron; the transfer sets the SNN's neuron keys."""
     if model.arch == CRNN:
-        return _crnn_config("ann", model, dataset, None)  # a plain ReLU ANN: no sharpening, no threshold
+        return _crnn_config(model, dataset)  # a plain ReLU ANN: no sharpening, no threshold
     _refuse_crnn_keys(model)
     return TwinConfig(
         kind="ann",
@@ -101,25 +90,9 @@ def ann_config(
 
 
 def snn_config(model: ModelParams, dataset: PretrainDataset, snn: SnnParams) -> ModelConfig:
-    """The config of an SNN trained from scratch on `dataset`."""
-    if model.arch == CRNN:
-        return _crnn_config("snn", model, dataset, snn)
-    _refuse_crnn_keys(model)
-    return TwinConfig(
-        kind="snn",
-        arch=model.arch,
-        width=model.width,
-        stem=model.stem,
-        in_channels=in_channels(dataset),
-        num_classes=dataset.num_classes,
-        time_steps=snn.time_steps,
-        decay=snn.decay,
-        threshold=snn.threshold,
-        neuron=snn.neuron,
-        learnable_decay=snn.learnable_decay,
-        sharpen_epochs=1,  # read by the ANN's sharpened ReLU only
-        decoder_hidden=_decoder_hidden(model, dataset),
-    )
+    """The config of an SNN trained from scratch on `dataset`: the ANN's topology with the SNN block's
+    neurons, as the transfer makes it."""
+    return transferred_config(ann_config(model, dataset, snn.threshold, sharpen_epochs=1), snn, dataset)
 
 
 def transferred_config(ann: ModelConfig, snn: SnnParams, target: PretrainDataset) -> ModelConfig:
