@@ -155,13 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name == JOB_COMMAND:  # a job DVC runs: its stage command, resolved here rather than in a shell
-        from pipeline.params.load import ParamsError
-
         try:
             job_args = job_argv(rest)
-        except ParamsError as err:
-            print(str(err) if str(err).startswith("error:") else f"error: {err}", file=sys.stderr)
-            return 2
+        except (ValueError, FileNotFoundError) as err:
+            return _bad_input(err)
         sys.argv = [sys.argv[0], *job_args]  # what the job's log records as its command
         return main(job_args)
     if name not in BY_NAME and name not in COMMANDS:
@@ -196,17 +193,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"interrupted: {job}; rerun to continue", file=sys.stderr)
             return 130
         except (ValueError, FileNotFoundError) as err:  # ParamsError, ConfigError and UnknownName among them
-            if os.environ.get("PIPELINE_DEBUG"):
-                raise
-            for line in str(err).strip().splitlines() or [type(err).__name__]:
-                print(line if line.startswith("error:") else f"error: {line}", file=sys.stderr)
-            return 2
+            return _bad_input(err)
         except FloatingPointError as err:  # diverged training: say where, keep the last good state
             print(f"error: {err}", file=sys.stderr)
             return 1
         except (Preempted, Busy) as stop:  # state saved, or the job runs elsewhere: a later rerun continues
             print(stop.message, file=sys.stderr)
             return int(stop.code)
+
+
+def _bad_input(err: Exception) -> int:
+    """Bad input: one `error:` line per line of the message, exit code 2 (PIPELINE_DEBUG=1: the traceback)."""
+    if os.environ.get("PIPELINE_DEBUG"):
+        raise err
+    for line in str(err).strip().splitlines() or [type(err).__name__]:
+        print(line if line.startswith("error:") else f"error: {line}", file=sys.stderr)
+    return 2
 
 
 def _run_stage(

@@ -13,7 +13,7 @@ import os
 import shlex
 from pathlib import Path
 
-from pipeline.drivers.stage_spec import Stage, command, expand, job_id, jobs
+from pipeline.drivers.stage_spec import Stage, command, expand, job_wildcards
 from pipeline.params.load import ParamsError, load_params
 
 JOB_COMMAND = "job"
@@ -59,10 +59,7 @@ def job_argv(argv: list[str]) -> list[str]:
     if args.form is not None and args.form != form(st):
         raise ParamsError(f"dvc.yaml is older than stage {name}'s command: run `python -m pipeline dvc_yaml`")
     params = load_params(args.params)  # refuses unsafe names, in one line, before anything runs
-    found = [w for w in jobs(st, params) if job_id(name, w) == selector]
-    if len(found) != 1:
-        known = ", ".join(job_id(name, w) for w in jobs(st, params)) or "none"
-        raise ParamsError(f"unknown job '{selector}' under {args.params} (jobs of {name}: {known})")
-    line = command(st, lambda kind, n, template: shlex.quote(expand(st, template, params, found[0])))
+    wildcards = job_wildcards(st, params, selector)
+    line = command(st, lambda kind, n, template: shlex.quote(expand(st, template, params, wildcards)))
     stage_argv = shlex.split(line)[3:]  # after `python -m pipeline`
     return [stage_argv[0], "--params", str(args.params), *stage_argv[1:]]

@@ -35,7 +35,7 @@ _FlowListDumper.add_representer(list, _represent_list)
 def resolve_jobs(params: Mapping[str, Any], selector: str) -> dict[str, dict[str, Any]]:
     """The jobs a selector names (`stage@job`, or a stage: its one job, or all its jobs), by id, as
     their config (plain data); an unknown stage or job is one error line listing what exists."""
-    from pipeline.drivers.stage_spec import job_id, jobs
+    from pipeline.drivers.stage_spec import job_id, job_wildcards, jobs
     from pipeline.drivers.stage_table import BY_NAME
     from pipeline.params.configs import to_dict
     from pipeline.drivers.resolve import build_config
@@ -44,10 +44,11 @@ def resolve_jobs(params: Mapping[str, Any], selector: str) -> dict[str, dict[str
     if name not in BY_NAME:
         raise ParamsError(f"unknown stage '{name}' (stages: {', '.join(BY_NAME)})")
     st = BY_NAME[name]
-    found = {job_id(name, w): w for w in jobs(st, params)}
-    if at and selector not in found:
-        raise ParamsError(f"unknown job '{selector}' (jobs of {name}: {', '.join(found) or 'none'})")
-    chosen = {selector: found[selector]} if at else found
+    chosen = (
+        {selector: job_wildcards(st, params, selector)}
+        if at
+        else {job_id(name, w): w for w in jobs(st, params)}
+    )
     return {job: to_dict(build_config(st, params, w)) for job, w in chosen.items()}
 
 

@@ -205,6 +205,15 @@ def job_id(stage_name: str, wildcards: Mapping[str, Any]) -> str:
     return f"{stage_name}@{'-'.join(str(v) for v in wildcards.values())}" if wildcards else stage_name
 
 
+def job_wildcards(st: Stage, params: Mapping[str, Any], selector: str) -> dict[str, Any]:
+    """The wildcard values of the job DVC names `selector` (`delays_train@synth-learned_delay-0`); an unknown
+    job is one error line listing the stage's jobs."""
+    found = {job_id(st.name, w): w for w in jobs(st, params)}
+    if selector not in found:
+        raise ValueError(f"unknown job '{selector}' (jobs of {st.name}: {', '.join(found) or 'none'})")
+    return found[selector]
+
+
 def output_paths(st: Stage, name: str, params: Mapping[str, Any]) -> list[str]:
     """The path of output `name` for every job of the stage."""
     return [expand(st, st.outputs[name].path, params, w) for w in jobs(st, params)]
