@@ -14,7 +14,6 @@ import shlex
 from pathlib import Path
 
 from pipeline.drivers.stage_spec import Stage, command, expand, job_wildcards
-from pipeline.params.load import ParamsError, load_params
 
 JOB_COMMAND = "job"
 
@@ -35,6 +34,7 @@ def job_argv(argv: list[str]) -> list[str]:
     Returns the job's stage command line (after `python -m pipeline`): its names and paths resolved from the
     params file, as list items that never pass through a shell."""
     from pipeline.drivers.stage_table import BY_NAME
+    from pipeline.params.load import ParamsError, load_params  # jsonschema: not for every CLI start
 
     parser = argparse.ArgumentParser(prog=f"python -m pipeline {JOB_COMMAND}", description=job_argv.__doc__)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="parameter file")
